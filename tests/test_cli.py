@@ -1,0 +1,76 @@
+"""The command line end to end: `memvos eval` and `memvos demo`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from memvos.cli import main
+from memvos.data.masks import read_mask
+from memvos.data.video import VideoFrames
+from memvos.data.writers import write_palette_png
+from memvos.eval.evaluate import evaluate_folders
+
+
+@pytest.fixture
+def folders(tmp_path):
+    for t in range(5):
+        gt = np.zeros((30, 40), np.uint8)
+        gt[5:15, 5 + t : 15 + t] = 2
+        pred = np.zeros_like(gt)
+        pred[5:15, 7 + t : 17 + t] = 2
+        write_palette_png(tmp_path / "gt" / "clip" / f"{t:05d}.png", gt)
+        write_palette_png(tmp_path / "pred" / "clip" / f"{t:05d}.png", pred)
+    return tmp_path
+
+
+def test_eval_prints_tables_and_writes_json_and_csv(folders, capsys):
+    code = main(["eval", str(folders / "gt"), str(folders / "pred"),
+                 "--json", str(folders / "r.json"), "--csv", str(folders / "csv")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "J&F-Mean" in out and "clip" in out
+    data = json.loads((folders / "r.json").read_text())
+    assert data["J-Mean"] == pytest.approx(8 / 12)  # 10x8 overlap, 10x12 union
+    assert (folders / "csv" / "global_results.csv").is_file()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["eval", "{root}/nope", "{root}/pred"], "ground-truth folder not found"),
+    (["eval", "{root}/gt", "{root}/nope"], "prediction folder not found"),
+])
+def test_eval_bad_input_is_one_line_error(folders, capsys, args, fragment):
+    code = main([a.format(root=folders) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and fragment in err and "nope" in err
+
+
+def test_eval_missing_frame_names_it(folders, capsys):
+    (folders / "pred" / "clip" / "00002.png").unlink()
+    assert main(["eval", str(folders / "gt"), str(folders / "pred"), "--json", str(folders / "r.json")]) == 2
+    assert "00002.png" in capsys.readouterr().err
+    assert not (folders / "r.json").exists()  # no partial output
+
+
+def test_demo_writes_masks_video_and_scores(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    frames = sorted((out / "frames").glob("*.jpg"))
+    masks = sorted((out / "masks" / "demo").glob("*.png"))
+    assert len(frames) == len(masks) == 40
+    np.testing.assert_array_equal(read_mask(masks[0]), read_mask(out / "gt" / "demo" / "00000.png"))
+    video = VideoFrames(out / "overlay.mp4")
+    assert len(video) == 40 and video.fps == pytest.approx(12.0) and video.size == (360, 640)
+    expected = evaluate_folders(out / "gt", out / "masks", workers=1).global_statistics()["J&F-Mean"]
+    assert f"{expected:.3f}" in printed
+
+
+def test_console_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "memvos", "--help"], capture_output=True, text=True, check=True)
+    assert "demo" in proc.stdout and "eval" in proc.stdout
