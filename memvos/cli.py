@@ -21,7 +21,7 @@ def _setup_logging(verbose: bool) -> None:
     handler.setFormatter(_OneLineFormatter())
     root = logging.getLogger("memvos")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
 
 
@@ -53,7 +53,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memvos", description="Video object segmentation with space-time memory.")
     parser.add_argument("--version", action="version", version=f"memvos {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print informational messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print debugging messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="segment a built-in demo clip and score it")

@@ -79,7 +79,7 @@ class FolderFrames:
             try:
                 with Image.open(self.files[0]) as im:
                     self._size = (im.height, im.width)
-            except (UnidentifiedImageError, OSError) as err:
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
                 raise InputError(self.files[0], f"unreadable or corrupt image ({err})") from None
         return self._size
 
@@ -103,6 +103,8 @@ def open_frames(path: str | Path) -> FrameSource:
         return FolderFrames(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(path, f"not a frame folder or a video file ({', '.join(VIDEO_SUFFIXES)})")
     from memvos.data.video import VideoFrames  # PyAV is imported only when a video is used
 
     return VideoFrames(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 from collections.abc import Iterator
 from fractions import Fraction
@@ -15,11 +14,25 @@ from memvos.data.atomic import atomic_path
 from memvos.errors import InputError
 
 
+# Containers whose timestamps after a seek do not match the demuxed ones: decode from the start.
+_NO_SEEK_FORMATS = {"mpeg", "mpegts", "mpegvideo", "h264", "hevc", "m4v"}
+# Demuxers that accept arbitrary files (FFmpeg reads any text as ANSI art): never a video.
+_NOT_VIDEO_FORMATS = {"tty", "image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe"}
+# A jump forward by fewer frames than this is decoded through instead of seeking.
+_DECODE_AHEAD = 48
+
+
+class _Desync(Exception):
+    """A seek landed somewhere the frame index cannot place."""
+
+
 class VideoFrames:
     """Frames of a video file, decoded on demand (sequential access is the fast path).
 
     Opening demuxes the file once (no decoding) to count frames and learn their
-    timestamps, so that ``frames[i]`` can seek to the right keyframe.
+    timestamps. ``frames[i]`` decodes forward when ``i`` is just ahead, otherwise seeks to
+    the keyframe before ``i``; if the decoded timestamps cannot be placed in the index
+    (open GOPs, MPEG program streams) it decodes from the start instead.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -27,13 +40,19 @@ class VideoFrames:
         self._container = self._open()
         stream = self._stream
         self.fps = float(stream.average_rate or stream.guessed_rate or 0) or None
-        self._pts = self._index_timestamps()
-        if not self._pts:
+        pts = self._index_timestamps()
+        if not pts:
             self.close()
             raise InputError(self.path, "video has no frames")
-        self.names = [f"{i:05d}" for i in range(len(self._pts))]
+        self._pts = pts
+        self._pts_index = {p: i for i, p in enumerate(pts) if p is not None}
+        self._seekable = (self._container.format.name.split(",")[0] not in _NO_SEEK_FORMATS
+                          and len(self._pts_index) == len(pts))
+        self.names = [f"{i:05d}" for i in range(len(pts))]
         self._size = (stream.codec_context.height, stream.codec_context.width)
         self._decoder: Iterator[av.VideoFrame] | None = None
+        self._pending: av.VideoFrame | None = None  # decoded while checking a seek
+        self._by_pts = False  # position from timestamps (after a seek) or by counting (from the start)
         self._next = 0
 
     def _open(self) -> av.container.InputContainer:
@@ -41,9 +60,9 @@ class VideoFrames:
             container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError) as err:
             raise InputError(self.path, f"cannot open as a video ({err})") from None
-        if not container.streams.video:
+        if not container.streams.video or container.format.name in _NOT_VIDEO_FORMATS:
             container.close()
-            raise InputError(self.path, "file has no video stream")
+            raise InputError(self.path, "not a video file (no video stream)")
         self._stream = container.streams.video[0]
         self._stream.thread_type = "AUTO"
         return container
@@ -68,18 +87,36 @@ class VideoFrames:
     def size(self) -> tuple[int, int]:
         return self._size
 
-    def _restart(self, index: int) -> None:
-        """Position the decoder so that the next decoded frame is at or before ``index``."""
-        target = self._pts[index]
-        if target is None or index == 0:
-            self._container.seek(0)
-        else:
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+    def _rewind(self) -> None:
+        """Decode from the first frame, counting frames."""
+        self._container.seek(0)
         self._decoder = self._container.decode(self._stream)
-        self._next = None  # unknown until a frame's pts is seen
+        self._pending, self._by_pts, self._next = None, False, 0
 
-    def _decode_next(self) -> av.VideoFrame:
+    def _seek(self, index: int) -> None:
+        """Position the decoder at the keyframe before ``index`` (or at the start)."""
+        if not self._seekable or index == 0:
+            self._rewind()
+            return
+        self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)
+        self._decoder = self._container.decode(self._stream)
+        self._pending, self._by_pts = None, True
+        try:
+            first = self._decode()
+        except (InputError, _Desync):
+            self._rewind()
+            return
+        position = self._pts_index.get(first.pts)
+        if position is None or position > index:
+            self._rewind()
+            return
+        self._pending, self._next = first, position
+
+    def _decode(self) -> av.VideoFrame:
         assert self._decoder is not None
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
         try:
             return next(self._decoder)
         except StopIteration:
@@ -87,23 +124,38 @@ class VideoFrames:
         except av.error.FFmpegError as err:
             raise InputError(self.path, f"cannot decode frame {self._next} ({err})") from None
 
+    def _read(self) -> tuple[int, av.VideoFrame]:
+        """Decode the next frame and its position in the video."""
+        frame = self._decode()
+        if self._by_pts:
+            position = self._pts_index.get(frame.pts)
+            if position is None:
+                raise _Desync
+        else:
+            position = self._next
+        self._next = position + 1
+        return position, frame
+
     def __getitem__(self, index: int) -> np.ndarray:
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        if self._decoder is None or self._next != index:
-            self._restart(index)
-        target = self._pts[index]
+        if self._decoder is None or not self._next <= index < self._next + _DECODE_AHEAD:
+            self._seek(index)
+        try:
+            return self._decode_until(index)
+        except _Desync:
+            self._rewind()
+            return self._decode_until(index)
+
+    def _decode_until(self, index: int) -> np.ndarray:
         while True:
-            frame = self._decode_next()
-            if self._next is None:  # just seeked: find where we are from the timestamp
-                known = target is not None and frame.pts is not None
-                self._next = bisect.bisect_left(self._pts, frame.pts) if known else 0
-            current = self._next
-            self._next += 1
-            if current == index:
+            position, frame = self._read()
+            if position == index:
                 return frame.to_ndarray(format="rgb24")
+            if position > index:
+                raise _Desync
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -134,13 +186,20 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = self._atomic.__enter__()
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame."""
         assert self._container is not None, "use VideoWriter as a context manager"
         h, w = frame.shape[:2]
+        if self._stream is not None and (h + h % 2, w + w % 2) != (self._stream.height, self._stream.width):
+            raise ValueError(f"{self.path}: frame is {w}x{h}, earlier frames were "
+                             f"{self._stream.width}x{self._stream.height}")
         if self._stream is None:
             rate = Fraction(self.fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
@@ -153,19 +212,24 @@ class VideoWriter:
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        """Flush the encoder and rename into place; on any error remove the temporary file."""
         assert self._container is not None
+        error = exc
         try:
-            if exc_type is None and self._stream is not None:
+            if error is None and self._stream is None:
+                error = ValueError(f"{self.path}: no frames were written")
+            elif error is None:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
+        except Exception as err:  # noqa: BLE001 - re-raised below after clean-up
+            error = err
         finally:
             self._container.close()
-        if exc_type is None and self._stream is None:
-            exc_type, exc = ValueError, ValueError(f"{self.path}: no frames were written")
-            self._atomic.__exit__(exc_type, exc, None)
-            raise exc
-        self._atomic.__exit__(exc_type, exc, tb)
+        self._atomic.__exit__(type(error) if error else None, error, None)
+        if error is not None and error is not exc:
+            raise error
+        return False
 
 
 def write_video(path: str | Path, frames, fps: float) -> None:
