@@ -29,8 +29,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from memvos.demo import run_demo
     from memvos.eval.report import format_tables
 
-    result = run_demo(args.out)
+    result = run_demo(args.out, checkpoint=args.checkpoint)
     print(format_tables(result))
+    return 0
+
+
+def _parse_scales(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        scales = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise InputError(None, f"--scales takes short-side sizes like 480,600, not {text!r}") from None
+    if not scales or min(scales) < 32:
+        raise InputError(None, f"--scales takes short-side sizes of at least 32 pixels, not {text!r}")
+    return scales
+
+
+def load_models(checkpoints: list[str] | None, config_name: str | None, device: str):
+    """Models and the config that drives the engine: checkpoints (an ensemble if several) or a preset."""
+    from memvos.model.factory import load_model
+
+    if checkpoints and config_name:
+        raise InputError(None, "give --checkpoint (the weights carry their config) or --config, not both")
+    loaded = [load_model(source, device) for source in (checkpoints or [config_name])]
+    return [model for model, _ in loaded], loaded[0][1]
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from memvos.data.frames import open_frames
+    from memvos.segment import masks_from_folder, segment_video
+
+    frames = open_frames(args.input)
+    masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
+    models, config = load_models(args.checkpoint, args.config, args.device)
+    if args.read:
+        for model in models:
+            model.read.config = dataclasses.replace(model.read.config, mode=args.read)
+    changes = {"device": args.device}
+    if args.scales:
+        changes["scales"] = _parse_scales(args.scales)
+    if args.flip:
+        changes["flip"] = True
+    config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
+    stats = segment_video(args.input, masks, args.out, overlay=args.overlay, models=models, config=config)
+    print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
+          + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
     return 0
 
 
@@ -58,7 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="segment a built-in demo clip and score it")
     demo.add_argument("--out", default="memvos-demo", help="output folder (default: ./memvos-demo)")
+    demo.add_argument("--checkpoint", help="model weights (default: the best model memvos ships)")
     demo.set_defaults(func=_cmd_demo)
+
+    seg = sub.add_parser("segment", help="segment the objects of a video from masks given on some frames")
+    seg.add_argument("input", help="a frame folder or a video file")
+    given = seg.add_mutually_exclusive_group(required=True)
+    given.add_argument("--mask", help="mask image (palette, binary or RGB) of one frame")
+    given.add_argument("--masks", metavar="MASK_DIR", help="folder of masks named like the frames; each is used at its frame")
+    seg.add_argument("--mask-frame", type=int, default=0, metavar="K", help="frame of --mask (default 0)")
+    seg.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for one palette PNG per frame")
+    seg.add_argument("--overlay", metavar="OUT.mp4", help="also write an overlay video")
+    seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model)")
+    seg.add_argument("--checkpoint", action="append", help="weights file; repeat for an ensemble")
+    seg.add_argument("--device", default="cpu", help="cpu or cuda")
+    seg.add_argument("--read", choices=("stm", "kmn"), help="memory read (default: the config's)")
+    seg.add_argument("--scales", help="processing short sides, comma separated (e.g. 480,600): averaged")
+    seg.add_argument("--flip", action="store_true", help="also run on the mirrored video and average")
+    seg.set_defaults(func=_cmd_segment)
 
     ev = sub.add_parser("eval", help="DAVIS J&F of predicted masks against ground truth")
     ev.add_argument("gt_dir", help="ground truth: GT_DIR/<sequence>/<frame>.png")

@@ -26,14 +26,36 @@ def repeat_first_mask(frames: list[np.ndarray], first_labels: np.ndarray) -> lis
     return [first_labels.copy() for _ in frames]
 
 
+def engine_predictor(checkpoint: str | None = None) -> tuple[Predictor, str]:
+    """A predictor running the streaming engine with the best shipped model (or ``checkpoint``)."""
+    from memvos.inference.core import InferenceCore
+    from memvos.model.factory import load_model
+
+    model, config = load_model(checkpoint)
+
+    def predict(frames: list[np.ndarray], first_labels: np.ndarray) -> list[np.ndarray]:
+        core = InferenceCore(model, config.inference)
+        out = []
+        for t, frame in enumerate(tqdm(frames, desc="segmenting", unit="frame")):
+            out.append(core.labels(core.step(frame, first_labels if t == 0 else None)))
+        return out
+
+    return predict, f"{config.name} ({config.model_type}, read {model.read.config.mode})"
+
+
 def run_demo(out_dir: str | Path = "memvos-demo", predictor: Predictor | None = None,
-             predictor_name: str = "baseline: first-frame mask repeated") -> EvaluationResult:
-    """Write frames, ground truth, predicted masks and an overlay video to ``out_dir``; return the scores."""
+             predictor_name: str | None = None, checkpoint: str | None = None) -> EvaluationResult:
+    """Write frames, ground truth, predicted masks and an overlay video to ``out_dir``; return the scores.
+
+    The default predictor is the segmentation engine with the best model memvos ships.
+    """
     out_dir = Path(out_dir)
     clip: Clip = make_demo_clip()
-    predict = predictor or repeat_first_mask
+    if predictor is None:
+        predictor, predictor_name = engine_predictor(checkpoint)
+    predict = predictor
     print(f"memvos demo: {len(clip.frames)} frames {clip.frames[0].shape[1]}x{clip.frames[0].shape[0]}, "
-          f"objects 1 (horse) and 2 (ball); predictor: {predictor_name}")
+          f"objects 1 (horse) and 2 (ball); model: {predictor_name or 'custom'}")
     predictions = predict(clip.frames, clip.labels[0])
     with atomic_dir(out_dir) as tmp:
         clip.save(tmp / "frames", tmp / "gt" / SEQUENCE)

@@ -30,15 +30,28 @@ class Sprite:
     growth: float = 0.0  # relative scale change per frame
     object_id: int = 0  # 0: an occluder, not an object
     appear_at: int = 0  # first frame where the sprite is drawn
+    bounds: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1): bounce inside
 
     def matrix(self, t: int) -> np.ndarray:
         """2x3 affine matrix mapping sprite pixels to frame pixels at frame ``t``."""
         h, w = self.mask.shape
         cx = self.start[0] + self.velocity[0] * t
         cy = self.start[1] + self.velocity[1] * t
+        if self.bounds is not None:
+            x0, y0, x1, y1 = self.bounds
+            cx, cy = _bounce(cx, x0, x1), _bounce(cy, y0, y1)
         m = cv2.getRotationMatrix2D((w / 2, h / 2), self.spin * t, self.scale * (1 + self.growth * t))
         m[:, 2] += (cx - w / 2, cy - h / 2)
         return m
+
+
+def _bounce(x: float, low: float, high: float) -> float:
+    """Reflect ``x`` into [low, high] (a triangle wave), as a ball bouncing off walls."""
+    span = high - low
+    if span <= 0:
+        return low
+    phase = (x - low) % (2 * span)
+    return low + (phase if phase <= span else 2 * span - phase)
 
 
 @dataclass
@@ -148,7 +161,8 @@ def make_synthetic_clip(n_frames: int = 10, size: tuple[int, int] = (96, 128), n
         sprites.append(Sprite(
             rgb=smooth_texture((side, side), rng, scale=side / 4), mask=mask, start=start,
             velocity=tuple(rng.uniform(-speed, speed, 2)), spin=float(rng.uniform(-6, 6)),
-            object_id=k, appear_at=(appear_at or {}).get(k, 0)))
+            object_id=k, appear_at=(appear_at or {}).get(k, 0),
+            bounds=(side / 2, side / 2, w - side / 2, h - side / 2)))
     if occluder:
         bar_w = max(w // 8, 4)
         bar = np.ones((h * 2, bar_w), bool)

@@ -1,0 +1,172 @@
+"""The streaming inference engine: feed frames one by one, give masks on any frame.
+
+    core = InferenceCore(model, InferenceConfig())
+    for t, frame in enumerate(frames):
+        probs = core.step(frame, mask=masks.get(t))   # (K+1, H, W), background first
+        labels = core.labels(probs)                   # (H, W) uint8 with the user's ids
+
+A mask may come on any frame. Ids it holds that are new are added (the YouTube-VOS
+case); objects it does not mention keep being tracked. Test-time augmentation (several
+scales, horizontal flip) runs one branch per variant, each with its own memory, and
+averages probabilities; several models (an ensemble) average logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from memvos.data.masks import object_ids as ids_in_mask
+from memvos.inference.memory import MemoryBank, MemoryPolicy
+from memvos.inference.objects import ObjectManager, one_hot
+from memvos.model.base import SegmentationModel
+
+EPS = 1e-7
+
+
+@dataclass
+class InferenceConfig:
+    """How to run: memory policy, processing scales, flip.
+
+    scales: short sides in pixels, one branch each (test-time multi-scale); None = the input's
+    own size, but no larger than ``max_short_side`` (large videos are processed downsized).
+    """
+
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    scales: tuple[int | None, ...] = (None,)
+    flip: bool = False
+    max_short_side: int | None = 480
+    device: str = "cpu"
+
+
+class _Branch:
+    """One model at one scale, flipped or not, with a memory of its own."""
+
+    def __init__(self, model: SegmentationModel, scale: int | None, flip: bool, policy: MemoryPolicy,
+                 max_short_side: int | None = None) -> None:
+        self.model, self.scale, self.flip = model, scale, flip
+        self.max_short_side = max_short_side
+        self.memory = MemoryBank(policy)
+
+    def size_for(self, h: int, w: int) -> tuple[int, int]:
+        scale = self.scale
+        if scale is None:
+            if self.max_short_side is None or min(h, w) <= self.max_short_side:
+                return h, w
+            scale = self.max_short_side
+        factor = scale / min(h, w)
+        return max(round(h * factor), 1), max(round(w * factor), 1)
+
+    def to_branch(self, image: Tensor) -> Tensor:
+        """(C, H, W) or (1, C, H, W) at full size -> this branch's size and orientation."""
+        squeeze = image.dim() == 3
+        x = image[None] if squeeze else image
+        size = self.size_for(*x.shape[-2:])
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if self.flip:
+            x = x.flip(-1)
+        return x[0] if squeeze else x
+
+    def from_branch(self, probs: Tensor, size: tuple[int, int]) -> Tensor:
+        """(K+1, h, w) probabilities of this branch -> full size and orientation."""
+        if self.flip:
+            probs = probs.flip(-1)
+        if tuple(probs.shape[-2:]) != size:
+            probs = F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
+        return probs
+
+
+class InferenceCore:
+    """Stateful semi-supervised segmentation of one video; see the module docstring."""
+
+    def __init__(self, models: SegmentationModel | list[SegmentationModel], config: InferenceConfig | None = None):
+        self.config = config or InferenceConfig()
+        models = models if isinstance(models, list) else [models]
+        flips = (False, True) if self.config.flip else (False,)
+        cfg = self.config
+        self.branches = [[_Branch(m, s, f, cfg.memory, cfg.max_short_side) for s in cfg.scales for f in flips]
+                         for m in models]
+        self.objects = ObjectManager()
+        self.frame_index = 0
+        self.device = torch.device(self.config.device)
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        return self.objects.ids
+
+    def labels(self, probs: Tensor) -> np.ndarray:
+        return self.objects.labels(probs)
+
+    def remove_object(self, obj: int) -> None:
+        """Stop tracking ``obj``; its memory is ignored from now on."""
+        self.objects.remove(obj)
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None,
+             object_ids: tuple[int, ...] | list[int] | None = None) -> Tensor:
+        """Segment one (H, W, 3) uint8 RGB frame; ``mask`` (H, W) annotates some objects on it.
+
+        ``object_ids`` says which ids the mask annotates (default: the ids present in it);
+        an annotated id absent from the mask is marked absent on this frame.
+        Returns (K+1, H, W) probabilities: background, then ``self.object_ids``.
+        """
+        h, w = frame.shape[:2]
+        array = frame if frame.flags.writeable and frame.flags.c_contiguous else np.array(frame)
+        rgb = torch.from_numpy(array).to(self.device).permute(2, 0, 1)[None].float() / 255
+        inputs = [[b.to_branch(rgb) for b in group] for group in self.branches]
+        queries = [[b.model.encode_query(x) for b, x in zip(group, xs)] for group, xs in zip(self.branches, inputs)]
+        probs = self._predict(queries, (h, w))
+        annotated = mask is not None
+        if annotated:
+            if mask.shape != (h, w):
+                raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, frame is {w}x{h}")
+            given = tuple(object_ids) if object_ids is not None else ids_in_mask(mask)
+            new = self.objects.add(given)
+            if new:
+                probs = torch.cat([probs, probs.new_zeros(len(new), h, w)])
+            probs = self._merge(probs, mask, given)
+        if self.objects.ids:
+            for group, xs, qs in zip(self.branches, inputs, queries):
+                for branch, x, q in zip(group, xs, qs):
+                    entry = branch.model.memorize(x, q, branch.to_branch(probs), self.objects.ids)
+                    branch.memory.add(self.frame_index, entry, permanent=annotated)
+        self.frame_index += 1
+        return probs
+
+    def _predict(self, queries, size: tuple[int, int]) -> Tensor:
+        """Average of the branches' predictions, or background everywhere before any object."""
+        ids = self.objects.ids
+        if not ids or not len(self.branches[0][0].memory):
+            out = torch.zeros(len(ids) + 1, *size, device=self.device)
+            out[0] = 1
+            return out
+        per_model = []
+        for group, qs in zip(self.branches, queries):
+            p = torch.stack([b.from_branch(b.model.segment(q, b.memory.entries(), ids), size)
+                             for b, q in zip(group, qs)]).mean(0)
+            per_model.append(p)
+        if len(per_model) == 1:
+            return per_model[0]
+        logits = torch.stack([p.clamp(EPS, 1).log() for p in per_model]).mean(0)
+        return torch.softmax(logits, dim=0)
+
+    def _merge(self, probs: Tensor, mask: np.ndarray, given: tuple[int, ...]) -> Tensor:
+        """Annotated objects take the mask; elsewhere the others keep their predicted share."""
+        ids = self.objects.ids
+        target = one_hot(mask, ids).to(probs)  # (K+1, H, W)
+        channels = [ids.index(g) + 1 for g in given]
+        annotated_here = target[channels].sum(0) > 0  # pixels of an annotated object
+        unknown = torch.from_numpy(mask == 255).to(probs.device)
+        if set(given) >= set(ids):
+            return torch.where(unknown[None], probs, target)
+        rest = probs.clone()
+        rest[channels] = 0  # annotated objects are exactly where the mask says
+        rest[0] += (rest.sum(0) <= EPS).to(rest)  # all mass was on annotated objects: background
+        rest = rest / rest.sum(0, keepdim=True)
+        out = torch.where(annotated_here[None], target, rest)
+        return torch.where(unknown[None], probs, out)

@@ -1,0 +1,93 @@
+"""Building models from configs, and the checkpoint format (fp16 safetensors + the config)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from memvos.config import MemvosConfig, config_from_dict, load_config
+from memvos.data.atomic import atomic_path
+from memvos.errors import InputError
+from memvos.model.stm import STMConfig, STMNetwork
+from memvos.model.training_free import TrainingFreeConfig, TrainingFreeModel
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "memvos-default.safetensors"
+DEFAULT_TRAINING_FREE = "training-free-lite0"
+CONFIG_KEY = "memvos_config"
+
+
+def _options(cls, model: dict, exclude: tuple[str, ...] = ("type",)) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(model) - names - set(exclude)
+    if unknown:
+        raise ValueError(f"unknown model option(s) {sorted(unknown)} for {cls.__name__} (known: {sorted(names)})")
+    return {k: v for k, v in model.items() if k not in exclude}
+
+
+def build_model(config: MemvosConfig, pretrained: bool | str | None = None) -> nn.Module:
+    """The network a config describes; ``pretrained`` overrides the backbone weights setting."""
+    options = dict(config.model)
+    if pretrained is not None:
+        options["pretrained"] = pretrained
+    if config.model_type == "training-free":
+        return TrainingFreeModel(TrainingFreeConfig(**_options(TrainingFreeConfig, options), read=config.read))
+    return STMNetwork(STMConfig(**_options(STMConfig, options), read=config.read))
+
+
+def save_checkpoint(model: nn.Module, config: MemvosConfig, path: str | Path) -> None:
+    """fp16 weights and the config (as JSON metadata) in one safetensors file, written atomically."""
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(config.to_dict())})
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, MemvosConfig]:
+    """A model and its config from a file written by ``save_checkpoint`` (or ``memvos export``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        state = load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(path, f"not a safetensors checkpoint ({err})") from None
+    if CONFIG_KEY not in metadata:
+        raise InputError(path, "checkpoint carries no memvos config (export it with `memvos export`)")
+    try:
+        config = config_from_dict(json.loads(metadata[CONFIG_KEY]))
+        model = build_model(config, pretrained=False)
+    except (ValueError, TypeError) as err:
+        raise InputError(path, f"bad config in checkpoint ({err})") from None
+    reference = model.state_dict()
+    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(path, f"weights do not fit the config: missing {list(missing)[:3]}, "
+                               f"unexpected {list(unexpected)[:3]}")
+    return model.to(device).eval(), config
+
+
+def default_model_source() -> str:
+    """The best model the project ships: trained weights if present, else the training-free preset."""
+    return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else DEFAULT_TRAINING_FREE
+
+
+def load_model(source: str | Path | None = None, device: str = "cpu") -> tuple[nn.Module, MemvosConfig]:
+    """A checkpoint file or a config preset/file (its backbone with ImageNet weights)."""
+    source = str(source or default_model_source())
+    if source.endswith(".safetensors"):
+        return load_checkpoint(source, device)
+    config = load_config(source)
+    if config.model_type == "stm":
+        raise InputError(None, f"config {config.name!r} is an STM network: it needs trained weights "
+                               "(--checkpoint FILE)")
+    return build_model(config).to(device).eval(), config

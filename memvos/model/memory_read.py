@@ -1,0 +1,125 @@
+"""The memory read: every query position attends over all memory positions (all memory frames).
+
+One module, one switch (``mode``):
+
+- ``stm``: c(p, q) = k_M(p) . k_Q(q); w(p, q) = softmax_p(c(p, q) * scale); r(q) = sum_p w(p, q) v_M(p).
+- ``kmn``: the same c, times a Gaussian kernel centred, for each memory position p, on its
+  best-matching query position q^(p) = argmax_q c(p, q):
+  w(p, q) = exp(c * scale) g(p, q) / sum_p exp(c * scale) g(p, q),
+  g(p, q) = exp(-|q - q^(p)|^2 / (2 sigma^2)), sigma in key-map cells. Inference only.
+
+``scale`` is 1/sqrt(d) (d = key channels) unless a temperature is given (the training-free
+mode uses cosine affinity / 0.1). Optional top-k over p. Query positions are processed in
+chunks so that memory stays bounded (the KMN argmax takes a first pass over the chunks).
+All exponentials go through softmax, which subtracts the maximum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+READ_MODES = ("stm", "kmn")
+
+
+@dataclass
+class ReadConfig:
+    """Switches of the memory read."""
+
+    mode: str = "stm"  # 'stm' | 'kmn'
+    sigma: float = 6.0  # KMN kernel width, in key-map cells
+    top_k: int | None = None  # keep only the k best memory positions per query position
+    temperature: float | None = None  # affinity / temperature; None: affinity / sqrt(d)
+    argmax_stride: int = 1  # KMN: find q^(p) on a query grid this much coarser (faster)
+    chunk: int = 2048  # query positions per chunk
+
+    def __post_init__(self) -> None:
+        if self.mode not in READ_MODES:
+            raise ValueError(f"memory read mode must be one of {READ_MODES}, got {self.mode!r}")
+        if self.sigma <= 0 or (self.top_k is not None and self.top_k < 1) or self.chunk < 1:
+            raise ValueError("sigma must be > 0, top_k >= 1 and chunk >= 1")
+
+
+class MemoryRead(nn.Module):
+    """Reads memory values for every query position; see the module docstring."""
+
+    def __init__(self, config: ReadConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ReadConfig()
+
+    def forward(self, mem_key: Tensor, mem_val: Tensor, query_key: Tensor) -> Tensor:
+        """mem_key (B, Ck, T, Hm, Wm), mem_val (B, Cv, T, Hm, Wm), query_key (B, Ck, H, W) -> (B, Cv, H, W)."""
+        b, ck, h, w = query_key.shape
+        cfg = self.config
+        keys = mem_key.flatten(2)  # (B, Ck, N)
+        values = mem_val.flatten(2).transpose(1, 2)  # (B, N, Cv)
+        scale = 1.0 / cfg.temperature if cfg.temperature else 1.0 / math.sqrt(ck)
+        query = query_key.flatten(2).transpose(1, 2) * scale  # (B, M, Ck)
+        if cfg.mode == "kmn":
+            keys, query = self._with_kernel_terms(keys, query, query_key)
+        out = []
+        for start in range(0, h * w, cfg.chunk):
+            logits = torch.bmm(query[:, start : start + cfg.chunk], keys)  # (B, m, N), memory on the last axis
+            out.append(self._weighted_values(logits, values))
+        return torch.cat(out, dim=1).transpose(1, 2).reshape(b, values.shape[2], h, w)
+
+    def _with_kernel_terms(self, keys: Tensor, query: Tensor, query_key: Tensor) -> tuple[Tensor, Tensor]:
+        """Append channels so that query . key = c * scale + log g(p, q).
+
+        log g = -|q - q^(p)|^2 / (2 sigma^2) = (2 q.q^ - |q|^2 - |q^|^2) / (2 sigma^2): a sum of
+        products of per-query and per-memory terms, so the kernel costs four extra channels in
+        the same matrix product instead of a pass over every (p, q) pair.
+        """
+        b, _, h, w = query_key.shape
+        inv = 1.0 / (2 * self.config.sigma**2)
+        centres = self._best_query_positions(keys, query_key)  # (B, N, 2) as (y, x)
+        offset = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=keys.dtype, device=keys.device)
+        centres = centres - offset  # centred coordinates keep the terms small
+        ys, xs = torch.meshgrid(torch.arange(h, device=keys.device, dtype=keys.dtype),
+                                torch.arange(w, device=keys.device, dtype=keys.dtype), indexing="ij")
+        q = torch.stack([ys.flatten(), xs.flatten()], dim=-1) - offset  # (M, 2)
+        q_terms = torch.cat([2 * inv * q, -inv * (q * q).sum(-1, keepdim=True), torch.ones_like(q[:, :1])], dim=-1)
+        p_terms = torch.cat([centres, torch.ones_like(centres[..., :1]),
+                             -inv * (centres * centres).sum(-1, keepdim=True)], dim=-1)  # (B, N, 4)
+        keys = torch.cat([keys, p_terms.transpose(1, 2)], dim=1)  # (B, Ck + 4, N)
+        query = torch.cat([query, q_terms.expand(b, -1, -1)], dim=-1)  # (B, M, Ck + 4)
+        return keys, query
+
+    def _best_query_positions(self, keys: Tensor, query_key: Tensor) -> Tensor:
+        """(B, N, 2) float (y, x) of argmax_q c(p, q) for every memory position p, in query cells."""
+        s = self.config.argmax_stride
+        coarse = query_key[:, :, ::s, ::s]
+        wc = coarse.shape[-1]
+        query = coarse.flatten(2)
+        best = torch.full(keys.shape[::2], -math.inf, device=keys.device, dtype=keys.dtype)  # (B, N)
+        arg = torch.zeros(best.shape, dtype=torch.long, device=keys.device)
+        for start in range(0, query.shape[-1], self.config.chunk):
+            c = torch.bmm(keys.transpose(1, 2), query[:, :, start : start + self.config.chunk])  # (B, N, m)
+            value, index = c.max(dim=2)
+            better = value > best
+            best = torch.where(better, value, best)
+            arg = torch.where(better, index + start, arg)
+        return torch.stack([(arg // wc) * s, (arg % wc) * s], dim=-1).to(keys.dtype)
+
+    def _log_kernel(self, centres: Tensor, start: int, stop: int, width: int) -> Tensor:
+        """log g(p, q) for query positions start..stop: (B, N, m). Reference form, for tests."""
+        q = torch.arange(start, stop, device=centres.device)
+        qy, qx = (q // width).to(centres.dtype), (q % width).to(centres.dtype)
+        dy = qy[None, None, :] - centres[..., 0:1]
+        dx = qx[None, None, :] - centres[..., 1:2]
+        return -(dy * dy + dx * dx) / (2 * self.config.sigma**2)
+
+    def _weighted_values(self, logits: Tensor, values: Tensor) -> Tensor:
+        """Softmax over memory positions (optionally only the top k) applied to values: (B, m, Cv)."""
+        k = self.config.top_k
+        if k is not None and k < logits.shape[-1]:
+            top, index = logits.topk(k, dim=-1)  # (B, m, k)
+            weights = F.softmax(top, dim=-1)
+            picked = torch.gather(values[:, None].expand(-1, index.shape[1], -1, -1), 2,
+                                  index[..., None].expand(-1, -1, -1, values.shape[-1]))  # (B, m, k, Cv)
+            return (weights[..., None] * picked).sum(2)
+        return torch.bmm(F.softmax(logits, dim=-1), values)

@@ -1,0 +1,82 @@
+"""Building blocks of the STM network: key/value heads, refinement decoder, soft aggregation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class KeyValue(nn.Module):
+    """3x3 convolutions from stride-16 features to a key map and a value map."""
+
+    def __init__(self, in_dim: int, key_dim: int, value_dim: int) -> None:
+        super().__init__()
+        self.key = nn.Conv2d(in_dim, key_dim, 3, padding=1)
+        self.value = nn.Conv2d(in_dim, value_dim, 3, padding=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.key(x), self.value(x)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block (ReLU, 3x3 conv, ReLU, 3x3 conv) with a 1x1 shortcut if widths differ."""
+
+    def __init__(self, in_dim: int, out_dim: int | None = None) -> None:
+        super().__init__()
+        out_dim = out_dim or in_dim
+        self.conv1 = nn.Conv2d(in_dim, out_dim, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.conv1(F.relu(x))
+        r = self.conv2(F.relu(r))
+        return self.shortcut(x) + r
+
+
+class Refine(nn.Module):
+    """Refinement module: a skip feature, convolved, plus the coarser mask feature upsampled x2."""
+
+    def __init__(self, skip_dim: int, dim: int) -> None:
+        super().__init__()
+        self.conv_skip = nn.Conv2d(skip_dim, dim, 3, padding=1)
+        self.res_skip = ResBlock(dim)
+        self.res_out = ResBlock(dim)
+
+    def forward(self, skip: Tensor, coarse: Tensor) -> Tensor:
+        s = self.res_skip(self.conv_skip(skip))
+        up = F.interpolate(coarse, size=s.shape[-2:], mode="bilinear", align_corners=False)
+        return self.res_out(s + up)
+
+
+class Decoder(nn.Module):
+    """Memory readout at stride 16 -> refine with stride-8 and stride-4 skips -> 2-class logits."""
+
+    def __init__(self, in_dim: int, skip8_dim: int, skip4_dim: int, dim: int = 128) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_dim, dim, 3, padding=1)
+        self.res_in = ResBlock(dim)
+        self.refine8 = Refine(skip8_dim, dim)
+        self.refine4 = Refine(skip4_dim, dim)
+        self.predict = nn.Conv2d(dim, 2, 3, padding=1)
+
+    def forward(self, x16: Tensor, f8: Tensor, f4: Tensor, size: tuple[int, int]) -> Tensor:
+        """x16 (B, in, h16, w16), f8, f4 skips -> logits (B, 2, H, W) (background, object)."""
+        m = self.res_in(self.conv_in(x16))
+        m = self.refine8(f8, m)
+        m = self.refine4(f4, m)
+        logits = self.predict(F.relu(m))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def soft_aggregate(object_probs: Tensor, eps: float = 1e-7) -> Tensor:
+    """STM's soft aggregation: (K, H, W) per-object foreground probabilities ->
+    (K+1, H, W) distribution over background + objects.
+
+    Background = prod(1 - p_k); each channel becomes the logit log(p / (1 - p)) of its
+    clamped probability, and a softmax over channels merges them.
+    """
+    background = torch.prod(1 - object_probs, dim=0, keepdim=True)
+    p = torch.cat([background, object_probs]).clamp(eps, 1 - eps)
+    return torch.softmax(torch.log(p / (1 - p)), dim=0)

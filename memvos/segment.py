@@ -1,0 +1,107 @@
+"""`memvos segment`: masks for every frame of a video from masks given on some frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from memvos.config import MemvosConfig
+from memvos.data.atomic import atomic_dir
+from memvos.data.frames import FrameSource, list_images, open_frames
+from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask_info
+from memvos.data.video import VideoWriter
+from memvos.data.writers import render_overlay, write_palette_png
+from memvos.errors import InputError
+from memvos.inference.core import InferenceCore
+from memvos.model.factory import load_model
+
+log = logging.getLogger(__name__)
+
+
+def masks_from_folder(folder: str | Path, frames: FrameSource) -> dict[int, Path]:
+    """Frame index -> mask file, for every mask in ``folder`` named like a frame (DAVIS / YouTube-VOS)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "mask folder not found")
+    index = {name: i for i, name in enumerate(frames.names)}
+    masks, unmatched = {}, []
+    for path in list_images(folder):
+        if path.stem in index:
+            masks[index[path.stem]] = path
+        else:
+            unmatched.append(path.name)
+    if unmatched:
+        log.warning("%s: %d mask(s) named like no frame, ignored (e.g. %s)", folder, len(unmatched), unmatched[0])
+    if not masks:
+        raise InputError(folder, f"no mask named like a frame (frames are named {frames.names[0]}...)")
+    return dict(sorted(masks.items()))
+
+
+def check_masks(masks: dict[int, Path], frames: FrameSource) -> None:
+    """Fail before writing anything: every mask readable and of the frame size (within 1%)."""
+    h, w = frames.size
+    for index, path in masks.items():
+        if not 0 <= index < len(frames):
+            raise InputError(path, f"mask frame {index} is outside the video (0..{len(frames) - 1})")
+        try:
+            with Image.open(path) as im:
+                mw, mh = im.size
+        except FileNotFoundError:
+            raise InputError(path, "mask file not found") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise InputError(path, f"unreadable or corrupt mask image ({err})") from None
+        if abs(mh - h) > MAX_SIZE_MISMATCH * h or abs(mw - w) > MAX_SIZE_MISMATCH * w:
+            raise InputError(path, f"mask is {mw}x{mh} but the frames are {w}x{h}")
+    first = min(masks)
+    read_mask_info(masks[first], require_object=True)
+
+
+def segment_video(input_path: str | Path, masks: dict[int, Path], out_dir: str | Path,
+                  overlay: str | Path | None = None, models: list | None = None,
+                  config: MemvosConfig | None = None, progress: bool = True) -> dict[str, float]:
+    """Segment every frame of ``input_path``; write palette PNGs to ``out_dir`` (and an overlay mp4).
+
+    Returns timing figures. Nothing is written if anything fails.
+    """
+    frames = open_frames(input_path)
+    check_masks(masks, frames)
+    if models is None:
+        model, config = load_model(None)
+        models = [model]
+    assert config is not None
+    core = InferenceCore(models, dataclasses.replace(config.inference, memory=config.memory))
+    fps = frames.fps or 24.0
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        writer = VideoWriter(overlay, fps) if overlay else None
+        video = writer.__enter__() if writer else None
+        try:
+            bar = tqdm(total=len(frames), unit="frame", desc="segmenting", disable=not progress)
+            for t, frame in enumerate(frames):
+                mask = None
+                if t in masks:
+                    info = read_mask_info(masks[t])
+                    mask = fit_mask_to_frame(info.labels, frame.shape[:2], masks[t])
+                    if info.colour_to_id:
+                        log.info("%s: colour -> id %s", masks[t], info.colour_to_id)
+                probs = core.step(frame, mask)
+                labels = core.labels(probs)
+                write_palette_png(tmp / f"{frames.names[t]}.png", labels)
+                if video is not None:
+                    video.write(render_overlay(frame, labels))
+                bar.update(1)
+            bar.close()
+        except BaseException as err:
+            if writer is not None:
+                writer.__exit__(type(err), err, err.__traceback__)
+            raise
+        if writer is not None:
+            writer.__exit__(None, None, None)
+    seconds = time.perf_counter() - start
+    return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds}
+

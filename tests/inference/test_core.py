@@ -1,0 +1,102 @@
+"""The streaming engine on synthetic clips, with the training-free model (ImageNet Lite0 keys)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memvos.data.synthetic import make_synthetic_clip
+from memvos.eval.metrics import jaccard
+from memvos.inference.core import InferenceConfig, InferenceCore
+from memvos.inference.memory import MemoryPolicy
+from memvos.model.memory_read import ReadConfig
+from memvos.model.training_free import TrainingFreeConfig, TrainingFreeModel
+
+POLICY = MemoryPolicy(every=0, recent=3, max_frames=10)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TrainingFreeModel(TrainingFreeConfig(read=ReadConfig(mode="kmn", sigma=6.0, top_k=5, temperature=0.1)))
+
+
+@pytest.fixture(scope="module")
+def late_clip():
+    """Object 1 from frame 0, object 2 appears at frame 5 (only its own mask given there)."""
+    clip = make_synthetic_clip(n_frames=12, size=(128, 192), n_objects=2, seed=6, appear_at={2: 5})
+    assert all(not ((lab == 1).any() and (lab == 2).any() and _touching(lab)) for lab in clip.labels)
+    return clip
+
+
+def _touching(labels):
+    """Whether the two objects come within 4 px of each other (the test wants them apart)."""
+    import cv2
+
+    grown = cv2.dilate((labels == 1).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    return bool((grown & (labels == 2)).any())
+
+
+def run(core, clip, masks):
+    out = []
+    for t, frame in enumerate(clip.frames):
+        probs = core.step(frame, masks.get(t))
+        assert probs.shape == (len(core.object_ids) + 1, *frame.shape[:2])
+        torch.testing.assert_close(probs.sum(0), torch.ones(frame.shape[:2]), rtol=0, atol=1e-4)
+        out.append(core.labels(probs))
+    return out
+
+
+def test_object_appearing_at_frame_5_is_tracked_from_then_on(model, late_clip):
+    clip = late_clip
+    first = np.where(clip.labels[0] == 1, 1, 0).astype(np.uint8)
+    later = np.where(clip.labels[5] == 2, 2, 0).astype(np.uint8)  # only the new object, YouTube-VOS style
+    core = InferenceCore(model, InferenceConfig(memory=POLICY))
+    labels = run(core, clip, {0: first, 5: later})
+    assert core.object_ids == (1, 2)
+    assert all(not (lab == 2).any() for lab in labels[:5])
+    for t in range(6, 12):
+        assert jaccard(clip.labels[t] == 2, labels[t] == 2) > 0.5, t
+        assert jaccard(clip.labels[t] == 1, labels[t] == 1) > 0.5, t
+    # on frame 5 the new object is exactly the given mask, and object 1 is still tracked
+    assert np.array_equal(labels[5] == 2, later == 2)
+    assert jaccard(clip.labels[5] == 1, labels[5] == 1) > 0.5
+
+
+def test_frames_before_any_mask_are_background_and_ids_are_kept(model):
+    clip = make_synthetic_clip(n_frames=6, size=(64, 96), n_objects=1, seed=5)
+    mask = np.where(clip.labels[2] == 1, 7, 0).astype(np.uint8)  # object id 7, given on frame 2
+    core = InferenceCore(model, InferenceConfig(memory=POLICY))
+    labels = run(core, clip, {2: mask})
+    assert not labels[0].any() and not labels[1].any()
+    assert set(np.unique(labels[4])) <= {0, 7} and (labels[4] == 7).any()
+
+
+def test_remove_object(model, late_clip):
+    clip = late_clip
+    core = InferenceCore(model, InferenceConfig(memory=POLICY))
+    core.step(clip.frames[0], clip.labels[0])
+    assert core.object_ids == (1,)
+    core.remove_object(1)
+    probs = core.step(clip.frames[1])
+    assert probs.shape[0] == 1 and not core.labels(probs).any()
+    with pytest.raises(KeyError):
+        core.remove_object(3)
+
+
+def test_flip_and_multiscale_and_ensemble_agree_with_plain(model, late_clip):
+    clip = late_clip
+    masks = {0: np.where(clip.labels[0] == 1, 1, 0).astype(np.uint8)}
+    plain = run(InferenceCore(model, InferenceConfig(memory=POLICY)), clip, masks)
+    tta = run(InferenceCore(model, InferenceConfig(memory=POLICY, scales=(112, 144), flip=True)), clip, masks)
+    ensemble = run(InferenceCore([model, model], InferenceConfig(memory=POLICY)), clip, masks)
+    for t in range(1, 12):
+        assert jaccard(clip.labels[t] == 1, tta[t] == 1) > 0.5
+        np.testing.assert_array_equal(plain[t], ensemble[t])  # the same model twice changes nothing
+
+
+def test_mask_of_the_wrong_size_is_refused(model, late_clip):
+    core = InferenceCore(model)
+    with pytest.raises(ValueError, match="mask"):
+        core.step(late_clip.frames[0], np.zeros((10, 10), np.uint8))

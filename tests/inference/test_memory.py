@@ -1,0 +1,61 @@
+"""Memory policy: annotated frames stay, recent and every-N-th frames rotate, the cap holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memvos.inference.memory import MemoryBank, MemoryPolicy
+from memvos.model.base import MemoryEntry
+
+
+def entry(t: int) -> MemoryEntry:
+    return MemoryEntry(key=torch.full((1, 1, 1, 1), float(t)), value=torch.zeros(1, 1, 1, 1), object_ids=(1,))
+
+
+def run(policy: MemoryPolicy, n: int, annotated=(0,)) -> MemoryBank:
+    bank = MemoryBank(policy)
+    for t in range(n):
+        bank.add(t, entry(t), permanent=t in annotated)
+    return bank
+
+
+def test_stm_policy_first_previous_and_every_fifth():
+    bank = run(MemoryPolicy(every=5, recent=1, max_frames=100), 13)
+    assert bank.frame_indices == [0, 5, 10, 12]
+    assert [e.key.item() for e in bank.entries()] == [0, 5, 10, 12]  # entries in frame order
+
+
+def test_recent_frames_window():
+    bank = run(MemoryPolicy(every=0, recent=3, max_frames=100), 10)
+    assert bank.frame_indices == [0, 7, 8, 9]
+
+
+def test_cap_evicts_oldest_non_permanent_and_keeps_annotations():
+    policy = MemoryPolicy(every=2, recent=1, max_frames=4)
+    bank = run(policy, 40, annotated=(0, 3))
+    assert len(bank) == 4
+    assert bank.permanent_indices == [0, 3]
+    assert bank.frame_indices == [0, 3, 38, 39]  # the newest long-term frame survives with the previous one
+
+
+def test_size_stays_bounded_on_long_streams():
+    bank = MemoryBank(MemoryPolicy(every=5, recent=1, max_frames=20))
+    sizes = []
+    for t in range(2000):
+        bank.add(t, entry(t), permanent=t == 0)
+        sizes.append(len(bank))
+    assert max(sizes) == 20
+    assert bank.frame_indices[0] == 0 and bank.frame_indices[-1] == 1999
+
+
+def test_frame_given_a_mask_later_becomes_permanent():
+    bank = MemoryBank(MemoryPolicy(every=0, recent=1, max_frames=5))
+    for t in range(20):
+        bank.add(t, entry(t), permanent=t in (0, 7))
+    assert bank.frame_indices == [0, 7, 19]
+
+
+def test_bad_policy_refused():
+    with pytest.raises(ValueError):
+        MemoryPolicy(max_frames=0)

@@ -1,0 +1,120 @@
+"""The memory read against hand-written attention, and the KMN kernel's properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from memvos.model.memory_read import MemoryRead, ReadConfig
+
+
+def random_memory(b=2, ck=8, cv=5, t=3, h=4, w=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mk = torch.randn(b, ck, t, h, w, generator=g)
+    mv = torch.randn(b, cv, t, h, w, generator=g)
+    qk = torch.randn(b, ck, h, w, generator=g)
+    return mk, mv, qk
+
+
+def reference_attention(mk, mv, qk, scale, log_kernel=None, top_k=None):
+    """Plain loops over batch: softmax over all memory positions of k_M . k_Q."""
+    b, ck, h, w = qk.shape
+    out = torch.zeros(b, mv.shape[1], h * w)
+    for i in range(b):
+        keys = mk[i].reshape(ck, -1).T  # (N, Ck)
+        vals = mv[i].reshape(mv.shape[1], -1)  # (Cv, N)
+        q = qk[i].reshape(ck, -1)  # (Ck, M)
+        logits = keys @ q * scale  # (N, M)
+        if log_kernel is not None:
+            logits = logits + log_kernel[i]
+        for j in range(h * w):
+            col = logits[:, j]
+            if top_k is not None:
+                keep = torch.zeros_like(col, dtype=torch.bool)
+                keep[col.topk(top_k).indices] = True
+                col = col.masked_fill(~keep, -math.inf)
+            weight = torch.exp(col - col.max())
+            out[i, :, j] = vals @ (weight / weight.sum())
+    return out.view(b, -1, h, w)
+
+
+@pytest.mark.parametrize("chunk", [5, 24, 4096])
+def test_stm_read_equals_hand_written_softmax_attention(chunk):
+    mk, mv, qk = random_memory()
+    read = MemoryRead(ReadConfig(mode="stm", chunk=chunk))
+    expected = reference_attention(mk, mv, qk, 1 / math.sqrt(mk.shape[1]))
+    torch.testing.assert_close(read(mk, mv, qk), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_temperature_and_top_k():
+    mk, mv, qk = random_memory(seed=1)
+    read = MemoryRead(ReadConfig(mode="stm", temperature=0.5, top_k=4, chunk=7))
+    expected = reference_attention(mk, mv, qk, 1 / 0.5, top_k=4)
+    torch.testing.assert_close(read(mk, mv, qk), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kmn_equals_reference_with_kernel_from_argmax():
+    mk, mv, qk = random_memory(seed=2)
+    b, ck, h, w = qk.shape
+    sigma = 1.5
+    # hand-computed kernel: for each memory position, Gaussian around its best query position
+    log_kernel = []
+    for i in range(b):
+        c = mk[i].reshape(ck, -1).T @ qk[i].reshape(ck, -1)  # (N, M)
+        best = c.argmax(dim=1)
+        by, bx = best // w, best % w
+        qy, qx = torch.arange(h * w) // w, torch.arange(h * w) % w
+        d2 = (qy[None] - by[:, None]) ** 2 + (qx[None] - bx[:, None]) ** 2
+        log_kernel.append(-d2.float() / (2 * sigma**2))
+    expected = reference_attention(mk, mv, qk, 1 / math.sqrt(ck), log_kernel=log_kernel)
+    got = MemoryRead(ReadConfig(mode="kmn", sigma=sigma, chunk=5))(mk, mv, qk)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kmn_kernel_peaks_at_the_argmax_position():
+    """One memory position, a value of 1: the kernel alone decides the read's shape."""
+    h, w = 7, 9
+    mk = torch.ones(1, 1, 1, 1, 1)  # one memory position
+    qk = torch.zeros(1, 1, h, w)
+    qk[0, 0, 5, 2] = 3.0  # best match for the memory position
+    read = MemoryRead(ReadConfig(mode="kmn", sigma=1.0))
+    centres = read._best_query_positions(mk.flatten(2), qk)
+    assert centres[0, 0].tolist() == [5.0, 2.0]
+    log_g = read._log_kernel(centres, 0, h * w, w).view(h, w)
+    assert log_g.argmax().item() == 5 * w + 2
+    assert log_g[5, 2].item() == 0.0
+    assert log_g[5, 4].item() == pytest.approx(-4 / 2)  # distance 2, sigma 1
+
+
+def test_kmn_reduces_to_stm_as_sigma_grows():
+    mk, mv, qk = random_memory(seed=3)
+    stm = MemoryRead(ReadConfig(mode="stm"))(mk, mv, qk)
+    kmn = MemoryRead(ReadConfig(mode="kmn", sigma=1e6))(mk, mv, qk)
+    torch.testing.assert_close(kmn, stm, rtol=1e-5, atol=1e-5)
+    narrow = MemoryRead(ReadConfig(mode="kmn", sigma=0.5))(mk, mv, qk)
+    assert not torch.allclose(narrow, stm, atol=1e-3)
+
+
+def test_numerically_safe_with_huge_affinities():
+    mk, mv, qk = random_memory(seed=4)
+    out = MemoryRead(ReadConfig(mode="kmn", temperature=1e-4))(mk * 100, mv, qk * 100)
+    assert torch.isfinite(out).all()
+    # weights are convex: the read stays inside the range of the values
+    assert out.max() <= mv.max() + 1e-5 and out.min() >= mv.min() - 1e-5
+
+
+def test_coarse_argmax_grid_keeps_shapes_and_stays_close():
+    mk, mv, qk = random_memory(h=8, w=8, seed=5)
+    fine = MemoryRead(ReadConfig(mode="kmn", sigma=4))(mk, mv, qk)
+    coarse = MemoryRead(ReadConfig(mode="kmn", sigma=4, argmax_stride=2))(mk, mv, qk)
+    assert coarse.shape == fine.shape
+    assert (coarse - fine).abs().mean() < 0.5 * fine.abs().mean()
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="mode"):
+        ReadConfig(mode="attention")
+    with pytest.raises(ValueError):
+        ReadConfig(sigma=0)
