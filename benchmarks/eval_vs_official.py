@@ -22,7 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from memvos.data.masks import read_mask
 from memvos.data.writers import write_palette_png

@@ -46,13 +46,17 @@ def _parse_scales(text: str | None) -> tuple[int, ...] | None:
     return scales
 
 
-def load_models(checkpoints: list[str] | None, config_name: str | None, device: str):
+def load_models(checkpoints: list[str] | None, config_name: str | None, device: str,
+                backbone_weights: str | None = None):
     """Models and the config that drives the engine: checkpoints (an ensemble if several) or a preset."""
     from memvos.model.factory import load_model
 
-    if checkpoints and config_name:
+    if checkpoints and (config_name or backbone_weights):
         raise InputError(None, "give --checkpoint (the weights carry their config) or --config, not both")
-    loaded = [load_model(source, device) for source in (checkpoints or [config_name])]
+    if backbone_weights:
+        loaded = [load_model(config_name, device, backbone_weights=backbone_weights)]
+    else:
+        loaded = [load_model(source, device) for source in (checkpoints or [config_name])]
     return [model for model, _ in loaded], loaded[0][1]
 
 
@@ -65,7 +69,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
-    models, config = load_models(args.checkpoint, args.config, args.device)
+    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights)
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
@@ -118,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", metavar="OUT.mp4", help="also write an overlay video")
     seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model)")
     seg.add_argument("--checkpoint", action="append", help="weights file; repeat for an ensemble")
+    seg.add_argument("--backbone-weights", metavar="FILE",
+                     help="ImageNet backbone state dict (e.g. torchvision resnet50) for a training-free config")
     seg.add_argument("--device", default="cpu", help="cpu or cuda")
     seg.add_argument("--read", choices=("stm", "kmn"), help="memory read (default: the config's)")
     seg.add_argument("--scales", help="processing short sides, comma separated (e.g. 480,600): averaged")

@@ -74,3 +74,61 @@ def test_demo_writes_masks_video_and_scores(tmp_path, capsys):
 def test_console_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "memvos", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in proc.stdout and "eval" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def video_and_masks(tmp_path_factory):
+    from memvos.data.synthetic import make_synthetic_clip
+    from memvos.data.video import write_video
+
+    root = tmp_path_factory.mktemp("seg")
+    clip = make_synthetic_clip(n_frames=8, size=(96, 160), n_objects=2, seed=6, appear_at={2: 3})
+    write_video(root / "in.mp4", clip.frames, fps=10)
+    write_palette_png(root / "first.png", clip.labels[0])
+    masks = root / "masks"
+    write_palette_png(masks / "00000.png", clip.labels[0])
+    write_palette_png(masks / "00003.png", np.where(clip.labels[3] == 2, 2, 0).astype(np.uint8))
+    return root, clip
+
+
+def test_segment_video_end_to_end(video_and_masks, capsys):
+    root, clip = video_and_masks
+    out = root / "out"
+    code = main(["segment", str(root / "in.mp4"), "--mask", str(root / "first.png"), "--out", str(out),
+                 "--overlay", str(root / "overlay.mp4")])
+    assert code == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == [f"{i:05d}.png" for i in range(8)]
+    assert len(VideoFrames(root / "overlay.mp4")) == 8
+    np.testing.assert_array_equal(read_mask(out / "00000.png"), clip.labels[0])
+    assert "frames/s" in capsys.readouterr().out
+
+
+def test_segment_with_a_mask_folder_adds_the_late_object(video_and_masks):
+    root, clip = video_and_masks
+    out = root / "out_folder"
+    assert main(["segment", str(root / "in.mp4"), "--masks", str(root / "masks"), "--out", str(out)]) == 0
+    assert not (read_mask(out / "00002.png") == 2).any()
+    assert (read_mask(out / "00005.png") == 2).any()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--mask", "{root}/nope.png"], "nope.png"),
+    (["--mask", "{root}/first.png", "--mask-frame", "99"], "outside the video"),
+    (["--mask", "{root}/first.png", "--scales", "abc"], "--scales"),
+    (["--mask", "{root}/first.png", "--config", "kmn-lite0"], "checkpoint"),
+])
+def test_segment_bad_input_one_line_and_no_output(video_and_masks, capsys, extra, fragment):
+    root, _ = video_and_masks
+    out = root / "never"
+    code = main(["segment", str(root / "in.mp4"), "--out", str(out), *[a.format(root=root) for a in extra]])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_segment_refuses_an_empty_first_mask(video_and_masks, capsys):
+    root, clip = video_and_masks
+    write_palette_png(root / "empty.png", np.zeros_like(clip.labels[0]))
+    assert main(["segment", str(root / "in.mp4"), "--mask", str(root / "empty.png"), "--out", str(root / "x")]) == 2
+    assert "no object" in capsys.readouterr().err

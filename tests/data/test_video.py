@@ -209,20 +209,18 @@ class Boom(RuntimeError):
 
 def test_writer_leaves_nothing_on_exception(tmp_path, clip):
     path = tmp_path / "out.mp4"
-    with pytest.raises(Boom):
-        with VideoWriter(path, fps=12) as writer:
-            for frame in clip.frames[:5]:
-                writer.write(frame)
-            raise Boom()
+    with pytest.raises(Boom), VideoWriter(path, fps=12) as writer:
+        for frame in clip.frames[:5]:
+            writer.write(frame)
+        raise Boom()
     assert not path.exists()
     assert _listing(tmp_path) == []
 
 
 def test_writer_exception_before_any_frame(tmp_path):
     path = tmp_path / "out.mp4"
-    with pytest.raises(Boom):
-        with VideoWriter(path, fps=12):
-            raise Boom()
+    with pytest.raises(Boom), VideoWriter(path, fps=12):
+        raise Boom()
     assert _listing(tmp_path) == []
 
 
@@ -230,10 +228,9 @@ def test_writer_exception_keeps_previous_video(tmp_path, clip):
     path = tmp_path / "out.mp4"
     write_video(path, clip.frames[:3], fps=12)
     before = path.read_bytes()
-    with pytest.raises(Boom):
-        with VideoWriter(path, fps=12) as writer:
-            writer.write(clip.frames[0])
-            raise Boom()
+    with pytest.raises(Boom), VideoWriter(path, fps=12) as writer:
+        writer.write(clip.frames[0])
+        raise Boom()
     assert path.read_bytes() == before
     assert _listing(tmp_path) == ["out.mp4"]
 
@@ -248,8 +245,7 @@ def test_writer_without_frames_is_an_error(tmp_path):
 
 def test_writer_refuses_a_frame_of_another_size_and_leaves_nothing(tmp_path):
     out = tmp_path / "mixed.mp4"
-    with pytest.raises(ValueError, match="48x30"):
-        with VideoWriter(out, fps=10) as writer:
-            writer.write(np.zeros((32, 48, 3), np.uint8))
-            writer.write(np.zeros((30, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match="48x30"), VideoWriter(out, fps=10) as writer:
+        writer.write(np.zeros((32, 48, 3), np.uint8))
+        writer.write(np.zeros((30, 48, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []

@@ -265,3 +265,24 @@ def test_lite_classifies_cat(variant):
     with torch.inference_mode():
         top5 = model.classify(img)[0].topk(5).indices.tolist()
     assert set(top5) & set(range(281, 286)), top5
+
+
+def test_training_free_resnet50_runs_with_backbone_weights_from_the_cli(tmp_path, resnet_sd, capsys):
+    """`memvos segment --config training-free-resnet50 --backbone-weights FILE` on a tiny video."""
+    import numpy as np
+
+    from memvos.cli import main
+    from memvos.data.masks import read_mask
+    from memvos.data.synthetic import make_synthetic_clip
+    from memvos.data.writers import write_palette_png
+
+    clip = make_synthetic_clip(n_frames=3, size=(64, 96), n_objects=1, seed=1)
+    clip.save(tmp_path / "frames")
+    write_palette_png(tmp_path / "m.png", clip.labels[0])
+    torch.save(resnet_sd, tmp_path / "resnet50.pth")
+    code = main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "m.png"), "--out",
+                 str(tmp_path / "out"), "--config", "training-free-resnet50",
+                 "--backbone-weights", str(tmp_path / "resnet50.pth")])
+    assert code == 0, capsys.readouterr().err
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    assert set(np.unique(read_mask(tmp_path / "out" / "00002.png")).tolist()) <= {0, 1}

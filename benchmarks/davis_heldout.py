@@ -1,0 +1,67 @@
+"""J&F and speed of a memvos model on DAVIS sequences (default: the 6 held-out DAVIS-2016 train ones).
+
+Usage:
+    python benchmarks/davis_heldout.py --davis ../shared/data/davis2016-train \
+        [--config training-free-lite0 | --checkpoint FILE] [--read stm|kmn] [--sequences a b] [--out DIR]
+
+Segments each sequence from its first-frame mask with `memvos segment`'s code path, then
+scores the result with `memvos eval`'s. The last 6 sequences of ImageSets/train.txt are never
+used for tuning anything; report numbers on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import torch
+
+from memvos.cli import load_models
+from memvos.data.datasets import DavisDataset
+from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
+from memvos.eval.report import format_tables
+from memvos.segment import segment_video
+
+HELD_OUT = 6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis", type=Path, required=True)
+    parser.add_argument("--config", help="preset or YAML (default: the best shipped model)")
+    parser.add_argument("--checkpoint", action="append")
+    parser.add_argument("--read", choices=("stm", "kmn"))
+    parser.add_argument("--sequences", nargs="+", help=f"default: the last {HELD_OUT} of ImageSets/train.txt")
+    parser.add_argument("--out", type=Path, help="keep the predicted masks here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dataset = DavisDataset(args.davis, split="train")
+    sequences = args.sequences or dataset.sequences[-HELD_OUT:]
+    models, config = load_models(args.checkpoint, args.config, "cpu")
+    if args.read:
+        for model in models:
+            model.read.config = dataclasses.replace(model.read.config, mode=args.read)
+    out = args.out or Path(tempfile.mkdtemp(prefix="memvos-heldout-"))
+    frames = seconds = 0.0
+    for name in sequences:
+        seq = dataset[name]
+        first = seq.frames.names[0]
+        stats = segment_video(seq.frames.path, {0: seq.annotations[first]}, out / name, models=models,
+                              config=config, progress=False)
+        frames += stats["frames"]
+        seconds += stats["seconds"]
+        print(f"{name}: {stats['frames']} frames, {stats['fps']:.2f} frames/s", flush=True)
+    result = evaluate_folders(dataset.mask_dir, out, sequences=sequences)
+    print(format_tables(result))
+    g = result.global_statistics()
+    read = models[0].read.config
+    print(f"RESULT config={config.name} read={read.mode} sigma={read.sigma} top_k={read.top_k} "
+          + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
+          + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Frames per second at 480p and peak RAM over long synthetic streams (the memory must stay flat).
+
+Usage:
+    python benchmarks/stream_speed.py fps [--config NAME | --checkpoint FILE] [--frames 30] [--height 480]
+    python benchmarks/stream_speed.py ram --frames 1000 [--height 120]   # run again with --frames 10000
+
+The stream is generated on the fly (one frame in memory at a time): a textured shape moving
+and rotating over a texture, its mask given on frame 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from memvos.cli import load_models
+from memvos.data.synthetic import shape_mask, smooth_texture
+from memvos.inference.core import InferenceCore
+
+
+def stream(n: int, height: int, seed: int = 0):
+    """Yield (frame, mask-or-None) for n frames of size height x (16/9 height)."""
+    rng = np.random.default_rng(seed)
+    h, w = height, int(round(height * 16 / 9 / 2)) * 2
+    background = smooth_texture((h, w), rng, scale=h / 8)
+    side = h // 3
+    sprite = smooth_texture((side, side), rng, scale=side / 4)
+    mask = shape_mask("ellipse", side).astype(np.float32)
+    for t in range(n):
+        cx = w / 2 + (w / 3) * np.sin(t / 25)
+        cy = h / 2 + (h / 5) * np.cos(t / 40)
+        m = cv2.getRotationMatrix2D((side / 2, side / 2), t * 2.0, 1.0)
+        m[:, 2] += (cx - side / 2, cy - side / 2)
+        alpha = cv2.warpAffine(mask, m, (w, h))[..., None]
+        rgb = cv2.warpAffine(sprite, m, (w, h)).astype(np.float32)
+        frame = (background * (1 - alpha) + rgb * alpha).astype(np.uint8)
+        yield frame, ((alpha[..., 0] >= 0.5).astype(np.uint8) if t == 0 else None)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("fps", "ram"))
+    parser.add_argument("--config")
+    parser.add_argument("--checkpoint", action="append")
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--height", type=int, default=None, help="default: 480 for fps, 120 for ram")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    height = args.height or (480 if args.what == "fps" else 120)
+    models, config = load_models(args.checkpoint, args.config, "cpu")
+    core = InferenceCore(models, config.inference)
+    times, rss = [], []
+    for frame, mask in stream(args.frames, height):
+        start = time.perf_counter()
+        core.labels(core.step(frame, mask))
+        times.append(time.perf_counter() - start)
+        rss.append(rss_mb())
+    steady = times[min(5, len(times) - 1):]  # after the memory has filled up
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"RESULT {args.what} config={config.name} frames={args.frames} size={frame.shape[1]}x{frame.shape[0]} "
+          f"fps={len(steady) / sum(steady):.2f} s/frame={np.mean(steady):.3f} peak_rss_mb={peak:.0f} "
+          f"rss_at_10%={rss[len(rss) // 10]:.0f} rss_at_end={rss[-1]:.0f} threads={torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Presets, config files and the checkpoint format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memvos.config import config_from_dict, list_presets, load_config
+from memvos.errors import InputError
+from memvos.model.factory import build_model, load_checkpoint, load_model, save_checkpoint
+from memvos.model.stm import STMNetwork
+from memvos.model.training_free import TrainingFreeModel
+
+
+def test_every_preset_loads_and_has_its_switches():
+    names = list_presets()
+    assert {"training-free-lite0", "kmn-lite0", "stm-resnet50"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.read.mode in ("stm", "kmn") and cfg.memory.max_frames >= 1
+    assert load_config("stm-resnet50").read.mode == "stm"
+    assert load_config("kmn-lite0").read.mode == "kmn"
+    assert load_config("training-free-lite0").model_type == "training-free"
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("read:\n  mode: kmn\n  sigmaa: 3\n")
+    with pytest.raises(InputError, match=r"bad\.yaml.*sigmaa"):
+        load_config(bad_key)
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("read: [unclosed\n")
+    with pytest.raises(InputError, match=r"broken\.yaml.*YAML"):
+        load_config(bad_yaml)
+    with pytest.raises(InputError, match="unknown config"):
+        load_config("no-such-preset")
+    with pytest.raises(ValueError, match="mode"):
+        config_from_dict({"read": {"mode": "soft"}})
+
+
+def test_training_free_preset_builds_without_weights_file():
+    model, cfg = load_model("training-free-lite0")
+    assert isinstance(model, TrainingFreeModel) and model.read.config.mode == "kmn"
+
+
+def test_stm_preset_without_checkpoint_is_refused():
+    with pytest.raises(InputError, match="checkpoint"):
+        load_model("kmn-lite0")
+
+
+def test_checkpoint_round_trip_fp16(tmp_path):
+    cfg = config_from_dict({"model": {"type": "stm", "backbone": "efficientnet-lite0", "decoder_dim": 16,
+                                      "pretrained": False}, "read": {"mode": "kmn", "sigma": 3.0}})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(model, cfg, path)
+    loaded, loaded_cfg = load_checkpoint(path)
+    assert isinstance(loaded, STMNetwork)
+    assert loaded_cfg.read.sigma == 3.0 and loaded_cfg.model["decoder_dim"] == 16
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value.half().to(value.dtype), rtol=0, atol=0)
+    assert path.stat().st_size < sum(v.numel() * 2 for v in model.state_dict().values()) + 200_000  # fp16
+
+
+def test_bad_checkpoint_files(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk"):
+        load_checkpoint(junk)
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
