@@ -36,6 +36,7 @@ class ReadConfig:
     temperature: float | None = None  # affinity / temperature; None: affinity / sqrt(d)
     argmax_stride: int = 1  # KMN: find q^(p) on a query grid this much coarser (faster)
     chunk: int = 2048  # query positions per chunk
+    fast_argmax: bool = True  # KMN: find q^(p) with a bfloat16 product (ties aside, the same argmax; faster)
 
     def __post_init__(self) -> None:
         if self.mode not in READ_MODES:
@@ -60,34 +61,32 @@ class MemoryRead(nn.Module):
         scale = 1.0 / cfg.temperature if cfg.temperature else 1.0 / math.sqrt(ck)
         query = query_key.flatten(2).transpose(1, 2) * scale  # (B, M, Ck)
         if cfg.mode == "kmn":
-            keys, query = self._with_kernel_terms(keys, query, query_key)
-        out = []
-        for start in range(0, h * w, cfg.chunk):
-            logits = torch.bmm(query[:, start : start + cfg.chunk], keys)  # (B, m, N), memory on the last axis
-            out.append(self._weighted_values(logits, values))
+            centres = self._best_query_positions(keys, query_key)
+            q_terms, p_terms = self._kernel_terms(centres, h, w, keys.dtype, keys.device)
+            keys = torch.cat([keys, p_terms], dim=1)  # (B, Ck + 4, N)
+            query = torch.cat([query, q_terms.expand(b, -1, -1)], dim=-1)  # (B, M, Ck + 4)
+        out = [self._weighted_values(torch.bmm(query[:, i : i + cfg.chunk], keys), values)  # (B, m, N) logits
+               for i in range(0, h * w, cfg.chunk)]
         return torch.cat(out, dim=1).transpose(1, 2).reshape(b, values.shape[2], h, w)
 
-    def _with_kernel_terms(self, keys: Tensor, query: Tensor, query_key: Tensor) -> tuple[Tensor, Tensor]:
-        """Append channels so that query . key = c * scale + log g(p, q).
+    def _kernel_terms(self, centres: Tensor, h: int, w: int, dtype, device) -> tuple[Tensor, Tensor]:
+        """Factors of the log-kernel: q_terms (M, 4) @ p_terms (B, 4, N) = log g(p, q).
 
         log g = -|q - q^(p)|^2 / (2 sigma^2) = (2 q.q^ - |q|^2 - |q^|^2) / (2 sigma^2): a sum of
         products of per-query and per-memory terms, so the kernel costs four extra channels in
-        the same matrix product instead of a pass over every (p, q) pair.
+        the affinity product instead of a pass over every (p, q) pair. Coordinates are
+        centred to keep the terms small.
         """
-        b, _, h, w = query_key.shape
         inv = 1.0 / (2 * self.config.sigma**2)
-        centres = self._best_query_positions(keys, query_key)  # (B, N, 2) as (y, x)
-        offset = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=keys.dtype, device=keys.device)
-        centres = centres - offset  # centred coordinates keep the terms small
-        ys, xs = torch.meshgrid(torch.arange(h, device=keys.device, dtype=keys.dtype),
-                                torch.arange(w, device=keys.device, dtype=keys.dtype), indexing="ij")
+        offset = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=dtype, device=device)
+        centres = centres - offset
+        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
+                                torch.arange(w, device=device, dtype=dtype), indexing="ij")
         q = torch.stack([ys.flatten(), xs.flatten()], dim=-1) - offset  # (M, 2)
         q_terms = torch.cat([2 * inv * q, -inv * (q * q).sum(-1, keepdim=True), torch.ones_like(q[:, :1])], dim=-1)
         p_terms = torch.cat([centres, torch.ones_like(centres[..., :1]),
                              -inv * (centres * centres).sum(-1, keepdim=True)], dim=-1)  # (B, N, 4)
-        keys = torch.cat([keys, p_terms.transpose(1, 2)], dim=1)  # (B, Ck + 4, N)
-        query = torch.cat([query, q_terms.expand(b, -1, -1)], dim=-1)  # (B, M, Ck + 4)
-        return keys, query
+        return q_terms, p_terms.transpose(1, 2)
 
     def _best_query_positions(self, keys: Tensor, query_key: Tensor) -> Tensor:
         """(B, N, 2) float (y, x) of argmax_q c(p, q) for every memory position p, in query cells."""
@@ -95,6 +94,8 @@ class MemoryRead(nn.Module):
         coarse = query_key[:, :, ::s, ::s]
         wc = coarse.shape[-1]
         query = coarse.flatten(2)
+        if self.config.fast_argmax and keys.device.type == "cpu":
+            keys, query = keys.to(torch.bfloat16), query.to(torch.bfloat16)
         best = torch.full(keys.shape[::2], -math.inf, device=keys.device, dtype=keys.dtype)  # (B, N)
         arg = torch.zeros(best.shape, dtype=torch.long, device=keys.device)
         for start in range(0, query.shape[-1], self.config.chunk):
@@ -123,3 +124,4 @@ class MemoryRead(nn.Module):
                                   index[..., None].expand(-1, -1, -1, values.shape[-1]))  # (B, m, k, Cv)
             return (weights[..., None] * picked).sum(2)
         return torch.bmm(F.softmax(logits, dim=-1), values)
+
