@@ -21,11 +21,6 @@ SEQUENCE = "demo"
 Predictor = Callable[[list[np.ndarray], np.ndarray], list[np.ndarray]]
 
 
-def repeat_first_mask(frames: list[np.ndarray], first_labels: np.ndarray) -> list[np.ndarray]:
-    """Baseline predictor: every frame gets the first frame's mask (what a still object would get)."""
-    return [first_labels.copy() for _ in frames]
-
-
 def engine_predictor(checkpoint: str | None = None) -> tuple[Predictor, str]:
     """A predictor running the streaming engine with the best shipped model (or ``checkpoint``)."""
     from memvos.inference.core import InferenceCore

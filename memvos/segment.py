@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -74,7 +73,7 @@ def segment_video(input_path: str | Path, masks: dict[int, Path], out_dir: str |
         model, config = load_model(None)
         models = [model]
     assert config is not None
-    core = InferenceCore(models, dataclasses.replace(config.inference, memory=config.memory))
+    core = InferenceCore(models, config.inference)
     fps = frames.fps or 24.0
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp:

@@ -106,14 +106,6 @@ class MemoryRead(nn.Module):
             arg = torch.where(better, index + start, arg)
         return torch.stack([(arg // wc) * s, (arg % wc) * s], dim=-1).to(keys.dtype)
 
-    def _log_kernel(self, centres: Tensor, start: int, stop: int, width: int) -> Tensor:
-        """log g(p, q) for query positions start..stop: (B, N, m). Reference form, for tests."""
-        q = torch.arange(start, stop, device=centres.device)
-        qy, qx = (q // width).to(centres.dtype), (q % width).to(centres.dtype)
-        dy = qy[None, None, :] - centres[..., 0:1]
-        dx = qx[None, None, :] - centres[..., 1:2]
-        return -(dy * dy + dx * dx) / (2 * self.config.sigma**2)
-
     def _weighted_values(self, logits: Tensor, values: Tensor) -> Tensor:
         """Softmax over memory positions (optionally only the top k) applied to values: (B, m, Cv)."""
         k = self.config.top_k

@@ -82,10 +82,12 @@ def test_kmn_kernel_peaks_at_the_argmax_position():
     read = MemoryRead(ReadConfig(mode="kmn", sigma=1.0, fast_argmax=False))
     centres = read._best_query_positions(mk.flatten(2), qk)
     assert centres[0, 0].tolist() == [5.0, 2.0]
-    log_g = read._log_kernel(centres, 0, h * w, w).view(h, w)
+    q_terms, p_terms = read._kernel_terms(centres, h, w, torch.float32, "cpu")
+    log_g = (q_terms @ p_terms[0]).view(h, w)  # the factorised kernel, as the read adds it
     assert log_g.argmax().item() == 5 * w + 2
-    assert log_g[5, 2].item() == 0.0
-    assert log_g[5, 4].item() == pytest.approx(-4 / 2)  # distance 2, sigma 1
+    assert log_g[5, 2].item() == pytest.approx(0.0, abs=1e-5)
+    assert log_g[5, 4].item() == pytest.approx(-4 / 2, abs=1e-5)  # distance 2, sigma 1
+    assert log_g[0, 8].item() == pytest.approx(-(25 + 36) / 2, abs=1e-4)
 
 
 def test_kmn_reduces_to_stm_as_sigma_grows():
