@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from tqdm import tqdm
 from memvos.config import MemvosConfig
 from memvos.data.atomic import atomic_dir
 from memvos.data.frames import FrameSource, list_images, open_frames
-from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask_info
+from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask, read_mask_info
 from memvos.data.video import VideoWriter
 from memvos.data.writers import render_overlay, write_palette_png
 from memvos.errors import InputError
@@ -76,31 +77,14 @@ def segment_video(input_path: str | Path, masks: dict[int, Path], out_dir: str |
     core = InferenceCore(models, config.inference)
     fps = frames.fps or 24.0
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp:
-        writer = VideoWriter(overlay, fps) if overlay else None
-        video = writer.__enter__() if writer else None
-        try:
-            bar = tqdm(total=len(frames), unit="frame", desc="segmenting", disable=not progress)
-            for t, frame in enumerate(frames):
-                mask = None
-                if t in masks:
-                    info = read_mask_info(masks[t])
-                    mask = fit_mask_to_frame(info.labels, frame.shape[:2], masks[t])
-                    if info.colour_to_id:
-                        log.info("%s: colour -> id %s", masks[t], info.colour_to_id)
-                probs = core.step(frame, mask)
-                labels = core.labels(probs)
-                write_palette_png(tmp / f"{frames.names[t]}.png", labels)
-                if video is not None:
-                    video.write(render_overlay(frame, labels))
-                bar.update(1)
-            bar.close()
-        except BaseException as err:
-            if writer is not None:
-                writer.__exit__(type(err), err, err.__traceback__)
-            raise
-        if writer is not None:
-            writer.__exit__(None, None, None)
+    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+        video = stack.enter_context(VideoWriter(overlay, fps)) if overlay else None  # finished first
+        for t, frame in enumerate(tqdm(frames, unit="frame", desc="segmenting", disable=not progress)):
+            mask = fit_mask_to_frame(read_mask(masks[t]), frame.shape[:2], masks[t]) if t in masks else None
+            labels = core.labels(core.step(frame, mask))
+            write_palette_png(tmp / f"{frames.names[t]}.png", labels)
+            if video is not None:
+                video.write(render_overlay(frame, labels))
     seconds = time.perf_counter() - start
     return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds}
 

@@ -132,3 +132,17 @@ def test_segment_refuses_an_empty_first_mask(video_and_masks, capsys):
     write_palette_png(root / "empty.png", np.zeros_like(clip.labels[0]))
     assert main(["segment", str(root / "in.mp4"), "--mask", str(root / "empty.png"), "--out", str(root / "x")]) == 2
     assert "no object" in capsys.readouterr().err
+
+
+def test_segment_fails_midway_on_a_corrupt_frame_and_leaves_nothing(tmp_path, capsys):
+    from memvos.data.synthetic import make_synthetic_clip
+
+    clip = make_synthetic_clip(n_frames=5, size=(64, 96), n_objects=1, seed=2)
+    clip.save(tmp_path / "frames")
+    (tmp_path / "frames" / "00003.jpg").write_bytes(b"\xff\xd8 broken jpeg")
+    write_palette_png(tmp_path / "m.png", clip.labels[0])
+    code = main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "m.png"),
+                 "--out", str(tmp_path / "out"), "--overlay", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert code == 2 and "00003.jpg" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "m.png"]  # no masks, no video, no temp files
