@@ -60,7 +60,7 @@ def main() -> None:
     model_options = {k: v for k, v in base.model.items() if k != "type"}
     model = TrainingFreeModel(TrainingFreeConfig(**{**model_options, **split(settings, TrainingFreeConfig)},
                                                  read=read))
-    inference = dataclasses.replace(base.inference, memory=dataclasses.replace(base.memory,
+    inference = dataclasses.replace(base.inference, memory=dataclasses.replace(base.inference.memory,
                                                                                **split(settings, MemoryPolicy)))
     dataset = DavisDataset(args.davis, split="train")
     if set(args.sequences) & set(dataset.sequences[-6:]):

@@ -79,7 +79,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.flip:
         changes["flip"] = True
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
-    stats = segment_video(args.input, masks, args.out, overlay=args.overlay, models=models, config=config)
+    stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config)
     print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
           + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
     return 0

@@ -29,8 +29,7 @@ class MemvosConfig:
 
     model: dict[str, Any] = field(default_factory=lambda: {"type": "training-free"})
     read: ReadConfig = field(default_factory=ReadConfig)
-    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)  # holds the memory policy
     name: str = "custom"
 
     @property
@@ -39,10 +38,10 @@ class MemvosConfig:
 
     def to_dict(self) -> dict[str, Any]:
         inference = dataclasses.asdict(self.inference)
-        inference.pop("memory")
+        memory = inference.pop("memory")
         inference["scales"] = list(inference["scales"])
         return {"name": self.name, "model": dict(self.model), "read": dataclasses.asdict(self.read),
-                "memory": dataclasses.asdict(self.memory), "inference": inference}
+                "memory": memory, "inference": inference}
 
 
 def list_presets() -> list[str]:
@@ -85,8 +84,7 @@ def config_from_dict(data: dict[str, Any], default_name: str = "custom") -> Memv
     if "scales" in inference_data:
         inference_data["scales"] = tuple(inference_data["scales"] or (None,))
     inference = _make(InferenceConfig, {**inference_data, "memory": memory}, "inference")
-    return MemvosConfig(model=model, read=read, memory=memory, inference=inference,
-                        name=data.get("name", default_name))
+    return MemvosConfig(model=model, read=read, inference=inference, name=data.get("name", default_name))
 
 
 def _make(cls, values: dict[str, Any] | None, section: str):

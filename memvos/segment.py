@@ -61,14 +61,13 @@ def check_masks(masks: dict[int, Path], frames: FrameSource) -> None:
     read_mask_info(masks[first], require_object=True)
 
 
-def segment_video(input_path: str | Path, masks: dict[int, Path], out_dir: str | Path,
+def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_dir: str | Path,
                   overlay: str | Path | None = None, models: list | None = None,
                   config: MemvosConfig | None = None, progress: bool = True) -> dict[str, float]:
-    """Segment every frame of ``input_path``; write palette PNGs to ``out_dir`` (and an overlay mp4).
-
-    Returns timing figures. Nothing is written if anything fails.
+    """Segment every frame of ``source`` (a path or an opened frame source); write palette PNGs to
+    ``out_dir`` (and an overlay mp4). Returns timing figures. Nothing is written if anything fails.
     """
-    frames = open_frames(input_path)
+    frames = source if isinstance(source, FrameSource) else open_frames(source)
     check_masks(masks, frames)
     if models is None:
         model, config = load_model(None)

@@ -17,7 +17,7 @@ def test_every_preset_loads_and_has_its_switches():
     assert {"training-free-lite0", "kmn-lite0", "stm-resnet50"} <= set(names)
     for name in names:
         cfg = load_config(name)
-        assert cfg.read.mode in ("stm", "kmn") and cfg.memory.max_frames >= 1
+        assert cfg.read.mode in ("stm", "kmn") and cfg.inference.memory.max_frames >= 1
     assert load_config("stm-resnet50").read.mode == "stm"
     assert load_config("kmn-lite0").read.mode == "kmn"
     assert load_config("training-free-lite0").model_type == "training-free"
@@ -58,6 +58,7 @@ def test_checkpoint_round_trip_fp16(tmp_path):
     loaded, loaded_cfg = load_checkpoint(path)
     assert isinstance(loaded, STMNetwork)
     assert loaded_cfg.read.sigma == 3.0 and loaded_cfg.model["decoder_dim"] == 16
+    assert loaded_cfg.inference.memory == cfg.inference.memory  # the memory policy survives the round trip
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value.half().to(value.dtype), rtol=0, atol=0)
     assert path.stat().st_size < sum(v.numel() * 2 for v in model.state_dict().values()) + 200_000  # fp16
