@@ -101,6 +101,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from memvos.train.config import load_train_config
+    from memvos.train.trainer import Trainer
+
+    config = load_train_config(args.config)
+    if args.init:
+        config = dataclasses.replace(config, init=args.init)
+    trainer = Trainer(config, resume=args.resume, out=args.out)
+    final = trainer.run()
+    if trainer.dist.main:
+        print(f"trained {trainer.iteration} iterations; weights: {final}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from memvos.train.trainer import export_checkpoint
+
+    config = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {args.out} (fp16, config {config.name}, model {config.model_type})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memvos", description="Video object segmentation with space-time memory.")
     parser.add_argument("--version", action="version", version=f"memvos {__version__}")
@@ -139,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sequences", nargs="+", metavar="SEQ", help="score only these sequences")
     ev.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ev.set_defaults(func=_cmd_eval)
+
+    tr = sub.add_parser("train", help="train a model (one stage per YAML config; torchrun for several processes)")
+    tr.add_argument("--config", required=True, metavar="FILE", help="training YAML, e.g. configs/train/stage0-static.yaml")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--out", help="output folder (default: the config's `out`)")
+    tr.add_argument("--init", metavar="WEIGHTS", help="start from these weights (default: the config's `init`)")
+    tr.set_defaults(func=_cmd_train)
+
+    ex = sub.add_parser("export", help="training checkpoint -> fp16 safetensors that --checkpoint loads")
+    ex.add_argument("checkpoint", help="a training checkpoint (last.pt or best.pt)")
+    ex.add_argument("out", help="output .safetensors file")
+    ex.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Configuration: YAML presets (``memvos/configs/*.yaml``, also reachable as ``configs/``)
 turned into the dataclasses of the model, the memory read and the engine.
 
-Every seed idea is one switch: ``model.type`` (stm | training-free), ``read.mode``
+Every seed idea is one switch: ``model.type`` (stm | frozen-key-stm | training-free), ``read.mode``
 (stm | kmn), ``read.top_k``, ``read.sigma``, ``inference.flip``, ``inference.scales``...
 """
 
@@ -20,7 +20,7 @@ from memvos.inference.memory import MemoryPolicy
 from memvos.model.memory_read import ReadConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
-MODEL_TYPES = ("stm", "training-free")
+MODEL_TYPES = ("stm", "frozen-key-stm", "training-free")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from torch import nn
 from memvos.config import MemvosConfig, config_from_dict, load_config
 from memvos.data.atomic import atomic_path
 from memvos.errors import InputError
+from memvos.model.frozen_key import FrozenKeyConfig, FrozenKeySTM
 from memvos.model.stm import STMConfig, STMNetwork
 from memvos.model.training_free import TrainingFreeConfig, TrainingFreeModel
 
@@ -37,6 +38,8 @@ def build_model(config: MemvosConfig, pretrained: bool | str | None = None) -> n
         options["pretrained"] = pretrained
     if config.model_type == "training-free":
         return TrainingFreeModel(TrainingFreeConfig(**_options(TrainingFreeConfig, options), read=config.read))
+    if config.model_type == "frozen-key-stm":
+        return FrozenKeySTM(FrozenKeyConfig(**_options(FrozenKeyConfig, options), read=config.read))
     return STMNetwork(STMConfig(**_options(STMConfig, options), read=config.read))
 
 
@@ -90,7 +93,7 @@ def load_model(source: str | Path | None = None, device: str = "cpu",
     if source.endswith(".safetensors"):
         return load_checkpoint(source, device)
     config = load_config(source)
-    if config.model_type == "stm":
+    if config.model_type != "training-free":
         raise InputError(None, f"config {config.name!r} is an STM network: it needs trained weights "
                                "(--checkpoint FILE)")
     pretrained = str(backbone_weights) if backbone_weights else None

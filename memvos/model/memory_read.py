@@ -112,6 +112,9 @@ class MemoryRead(nn.Module):
         if k is not None and k < logits.shape[-1]:
             top, index = logits.topk(k, dim=-1)  # (B, m, k)
             weights = F.softmax(top, dim=-1)
+            if torch.is_grad_enabled() and (values.requires_grad or logits.requires_grad):
+                # training: gather's backward would materialise (B, m, N, Cv); a sparse-as-dense product does not
+                return torch.bmm(torch.zeros_like(logits).scatter(-1, index, weights), values)
             picked = torch.gather(values[:, None].expand(-1, index.shape[1], -1, -1), 2,
                                   index[..., None].expand(-1, -1, -1, values.shape[-1]))  # (B, m, k, Cv)
             return (weights[..., None] * picked).sum(2)

@@ -1,0 +1,116 @@
+"""Training configuration: one YAML file per stage (``configs/train/<stage>.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memvos.errors import InputError
+
+STAGE_KINDS = ("static", "video")
+
+
+@dataclass
+class DataSpec:
+    kind: str = "static"  # static: clips from images (stage 0); video: DAVIS / YouTube-VOS (stage 2)
+    roots: list[str] = field(default_factory=list)
+    crop: int = 384
+    max_objects: int = 3
+    hide_and_seek: bool = True  # static: KMN's Hide-and-Seek (off for the ablation)
+    hide_max: float = 0.5  # static: hiding probability reached at the end of the stage
+    skip: list[int] = field(default_factory=lambda: [5, 25, 5])  # video: max frame skip curriculum
+    split: str | None = "train"  # video: ImageSets/<split>.txt (DAVIS)
+    exclude_last: int = 0  # video: hold out the last N sequences of the split
+
+
+@dataclass
+class OptimSpec:
+    iterations: int = 2000
+    batch_size: int = 4  # clips per process and iteration
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup: int = 100  # linear learning-rate warm-up, then cosine decay
+    min_lr_ratio: float = 0.05
+    clip_grad: float = 1.0
+    bootstrap_warmup: int = 500  # plain cross-entropy before, hardest `bootstrap_top` pixels after
+    bootstrap_top: float = 0.15
+    seed: int = 1
+    checkpoint_every: int = 100
+    log_every: int = 10
+    device: str = "auto"  # auto: CUDA when available
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class ValidateSpec:
+    every: int = 0  # iterations between validations (0: never)
+    root: str | None = None  # DAVIS-layout root
+    split: str | None = "train"
+    sequences: list[str] = field(default_factory=list)  # explicit list, or ...
+    last: int = 0  # ... the last N sequences of the split (the held-out ones)
+    max_frames: int = 30  # frames per sequence (validation must stay cheap)
+    short_side: int = 240
+
+
+@dataclass
+class TrainConfig:
+    model: str | dict[str, Any] = "frozen-key-lite0"  # a memvos preset name, YAML file, or mapping
+    init: str | None = None  # weights to start from: an exported .safetensors or a training .pt
+    out: str = "runs/train"
+    data: DataSpec = field(default_factory=DataSpec)
+    train: OptimSpec = field(default_factory=OptimSpec)
+    validate: ValidateSpec = field(default_factory=ValidateSpec)
+    name: str = "train"
+
+
+def _section(cls, values: Any, section: str):
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise TypeError(f"section {section!r} must be a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown key(s) in section {section!r}: {sorted(unknown)} (known: {sorted(names)})")
+    return cls(**values)
+
+
+def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainConfig:
+    unknown = set(data) - {"model", "init", "out", "data", "train", "validate", "name"}
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}")
+    cfg = TrainConfig(model=data.get("model", "frozen-key-lite0"), init=data.get("init"),
+                      out=str(data.get("out", f"runs/{name}")), data=_section(DataSpec, data.get("data"), "data"),
+                      train=_section(OptimSpec, data.get("train"), "train"),
+                      validate=_section(ValidateSpec, data.get("validate"), "validate"), name=data.get("name", name))
+    if cfg.data.kind not in STAGE_KINDS:
+        raise ValueError(f"data.kind must be one of {STAGE_KINDS}, got {cfg.data.kind!r}")
+    if not cfg.data.roots:
+        raise ValueError("data.roots is empty: give the image folders (static) or the dataset root (video)")
+    if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.checkpoint_every < 1:
+        raise ValueError("train.iterations, train.batch_size and train.checkpoint_every must be >= 1")
+    return cfg
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """A training YAML file -> ``TrainConfig`` (one-line error naming the file on bad input)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "training config not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise TypeError("a training config must be a mapping (model, init, out, data, train, validate)")
+        return train_config_from_dict(data, name=path.stem)
+    except yaml.YAMLError as err:
+        raise InputError(path, f"invalid YAML ({' '.join(str(err).split())})") from None
+    except (TypeError, ValueError) as err:
+        raise InputError(path, str(err)) from None
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,187 @@
+"""Training samples: 3-frame clips from static images (stage 0) or from videos (stage 2).
+
+Every sample is a pure function of (seed, global sample number): the dataset item comes
+from a per-epoch permutation and the augmentation from a generator seeded with the sample
+number. The "sampler position" is therefore just the iteration count, which makes
+``--resume`` exact and gives each distributed rank its own disjoint share of every epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from memvos.data.datasets import open_dataset
+from memvos.data.frames import list_images, read_rgb
+from memvos.data.masks import object_ids, read_mask
+from memvos.data.static_clips import ClipAugment, TrainingClip, hide_probability, make_training_clip, pick_objects
+from memvos.errors import InputError
+
+
+@dataclass
+class Sample:
+    frames: torch.Tensor  # (T, 3, S, S) float in [0, 1]
+    labels: torch.Tensor  # (T, S, S) long, objects 1..K, 0 background
+    num_objects: int
+
+
+def sample_rng(seed: int, number: int) -> np.random.Generator:
+    return np.random.default_rng([seed, number])
+
+
+def item_for(seed: int, number: int, size: int) -> int:
+    """Dataset item of global sample ``number``: epoch ``number // size`` walks a fresh permutation."""
+    epoch, offset = divmod(number, size)
+    return int(np.random.default_rng([seed, 1_000_003, epoch]).permutation(size)[offset])
+
+
+def to_sample(clip: TrainingClip) -> Sample:
+    """Objects the reference (first) frame does not show cannot be tracked: they become
+    background in every frame; the others are renumbered 1..K."""
+    ids = object_ids(clip.labels[0])
+    labels = np.zeros(clip.labels.shape, np.int64)
+    for new, old in enumerate(ids, start=1):
+        labels[clip.labels == old] = new
+    frames = torch.from_numpy(np.ascontiguousarray(clip.frames)).permute(0, 3, 1, 2).float() / 255
+    return Sample(frames, torch.from_numpy(labels), len(ids))
+
+
+class StaticClips:
+    """Image/mask pairs from folders holding ``images/`` and ``masks/`` (same stems), or
+    folders where masks sit beside images as ``NAME.png`` in ``masks``."""
+
+    def __init__(self, roots: list[str | Path], aug: ClipAugment, hide_and_seek: bool = True,
+                 hide_max: float = 0.5) -> None:
+        self.pairs: list[tuple[Path, Path]] = []
+        for root in map(Path, roots):
+            images, masks = root / "images", root / "masks"
+            if not images.is_dir() or not masks.is_dir():
+                raise InputError(root, "a static-image root needs images/ and masks/ folders")
+            by_stem = {p.stem: p for p in masks.glob("*.png")}
+            self.pairs += [(img, by_stem[img.stem]) for img in list_images(images) if img.stem in by_stem]
+        if not self.pairs:
+            raise InputError(Path(roots[0]) if roots else None, "no image/mask pairs found")
+        self.aug, self.hide_and_seek, self.hide_max = aug, hide_and_seek, hide_max
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sample(self, seed: int, number: int, iteration: int, total: int) -> Sample:
+        """The Hide-and-Seek probability rises from 0 to ``hide_max`` over the ``total`` iterations."""
+        rng = sample_rng(seed, number)
+        item = item_for(seed, number, len(self))
+        for _ in range(5):  # images without a usable object: take the next one
+            image_path, mask_path = self.pairs[item]
+            image, labels = read_rgb(image_path), read_mask(mask_path)
+            if labels.shape != image.shape[:2]:
+                labels = cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            if pick_objects(labels, rng, self.aug).any():
+                break
+            item = (item + 1) % len(self)
+        hide_p = hide_probability(iteration, total, self.hide_max) if self.hide_and_seek else 0.0
+        return to_sample(make_training_clip(image, labels, rng, self.aug, hide_p=hide_p))
+
+
+def skip_curriculum(progress: float, points: list[int]) -> int:
+    """Maximum frame skip, linear between ``points`` spread evenly over training (e.g. 5 -> 25 -> 5)."""
+    if len(points) == 1:
+        return int(points[0])
+    x = min(max(progress, 0.0), 1.0) * (len(points) - 1)
+    i = min(int(x), len(points) - 2)
+    return max(1, round(points[i] + (points[i + 1] - points[i]) * (x - i)))
+
+
+class VideoClips:
+    """3 frames in temporal order from DAVIS / YouTube-VOS sequences, random crop, up to 3 objects."""
+
+    def __init__(self, root: str | Path, aug: ClipAugment, split: str | None = None, exclude_last: int = 0,
+                 skip: list[int] | None = None, sequences: list[str] | None = None) -> None:
+        dataset = open_dataset(root, split)
+        names = sequences or dataset.sequences
+        if exclude_last:
+            names = names[:-exclude_last]
+        if not names:
+            raise InputError(root, "no training sequences left")
+        self.sequences = [dataset[n] for n in names]
+        self.aug, self.skip = aug, skip or [5, 25, 5]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def sample(self, seed: int, number: int, iteration: int, total: int) -> Sample:
+        """The maximum frame skip follows the curriculum over the ``total`` iterations."""
+        rng = sample_rng(seed, number)
+        seq = self.sequences[item_for(seed, number, len(self))]
+        names = [n for n in seq.frames.names if n in seq.annotations]
+        skip = skip_curriculum(iteration / max(total, 1), self.skip)
+        for _ in range(10):
+            picks = self._pick_frames(len(names), skip, rng)
+            labels = [seq.read_annotation(names[i]) for i in picks]
+            ids = [i for i in object_ids(labels[0]) if np.count_nonzero(labels[0] == i) >= self.aug.min_object_pixels]
+            if ids:
+                break
+        chosen = [int(i) for i in rng.permutation(ids)[: self.aug.max_objects]]
+        labels = [_renumber(lab, {new: old for new, old in enumerate(chosen, start=1)}) for lab in labels]
+        frames = [seq.frames[seq.frames.names.index(names[i])] for i in picks]
+        return to_sample(self._crop(frames, labels, rng))
+
+    @staticmethod
+    def _pick_frames(n: int, skip: int, rng: np.random.Generator, count: int = 3) -> list[int]:
+        """``count`` increasing frame indices, each at most ``skip`` after the previous one."""
+        span = min(n - 1, skip * (count - 1))
+        start = int(rng.integers(0, n - span)) if n > span else 0
+        picks = [start]
+        for k in range(1, count):
+            room = n - 1 - picks[-1] - (count - 1 - k)  # leave room for the frames still to pick
+            step = int(rng.integers(1, max(1, min(skip, room)) + 1)) if room >= 1 else 0
+            picks.append(min(picks[-1] + step, n - 1))
+        return picks
+
+    def _crop(self, frames: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> TrainingClip:
+        """Resize (short side in [crop, 1.25 crop]), one random crop showing the objects of frame 1, flip."""
+        size = self.aug.crop
+        h, w = labels[0].shape
+        factor = rng.uniform(size, size * 1.25) / min(h, w)
+        nh, nw = max(size, round(h * factor)), max(size, round(w * factor))
+        frames = [cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames]
+        labels = [cv2.resize(lab, (nw, nh), interpolation=cv2.INTER_NEAREST) for lab in labels]
+        ids = object_ids(labels[0])
+        for _ in range(10):
+            y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+            crop0 = labels[0][y : y + size, x : x + size]
+            if all(np.count_nonzero(crop0 == i) >= self.aug.min_object_pixels for i in ids):
+                break
+        flip = rng.random() < 0.5
+        out_f, out_l = [], []
+        for f, lab in zip(frames, labels):
+            f, lab = f[y : y + size, x : x + size], lab[y : y + size, x : x + size]
+            if flip:
+                f, lab = f[:, ::-1], lab[:, ::-1]
+            out_f.append(np.ascontiguousarray(f))
+            out_l.append(np.ascontiguousarray(lab))
+        # objects missing from the crop's first frame cannot be tracked: drop them everywhere
+        kept = {i: n for n, i in enumerate(object_ids(out_l[0]), start=1)}
+        out_l = [_renumber(lab, {n: i for i, n in kept.items()}) for lab in out_l]
+        grid = self.aug.hide_grid
+        return TrainingClip(np.stack(out_f), np.stack(out_l), np.zeros((len(out_f), grid, grid), bool))
+
+
+def _renumber(labels: np.ndarray, new_to_old: dict[int, int]) -> np.ndarray:
+    out = np.zeros(labels.shape, np.uint8)
+    for new, old in new_to_old.items():
+        out[labels == old] = new
+    return out
+
+
+def collate(samples: list[Sample], max_objects: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> frames (B, T, 3, S, S), labels (B, T, S, S), num_objects (B,)."""
+    frames = torch.stack([s.frames for s in samples])
+    labels = torch.stack([s.labels for s in samples])
+    counts = torch.tensor([s.num_objects for s in samples])
+    if int(counts.max()) > max_objects:
+        raise ValueError(f"a sample has {int(counts.max())} objects, more than max_objects={max_objects}")
+    return frames, labels, counts

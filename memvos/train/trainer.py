@@ -1,0 +1,320 @@
+"""The training loop: AdamW with warm-up + cosine decay, gradient clipping, bootstrapped loss,
+atomic resumable checkpoints, CSV (+ TensorBoard) logs, validation with the best checkpoint
+kept, and DistributedDataParallel under ``torchrun`` (NCCL on GPUs, gloo on CPU).
+
+Resuming is exact: samples are a pure function of (seed, sample number) and the sample
+number follows from the iteration, so a checkpoint's iteration is the sampler position;
+optimiser, scheduler and RNG states are restored with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from memvos.config import MemvosConfig, config_from_dict, load_config
+from memvos.data.atomic import atomic_path
+from memvos.data.static_clips import ClipAugment, hide_probability
+from memvos.errors import InputError
+from memvos.model.factory import build_model, load_checkpoint, save_checkpoint
+from memvos.model.memory_read import ReadConfig
+from memvos.train.config import TrainConfig, config_to_dict
+from memvos.train.data import StaticClips, VideoClips, collate, skip_curriculum
+from memvos.train.loss import bootstrap_fraction, clip_loss
+from memvos.train.validate import validate, validation_sequences
+
+LAST, BEST = "last.pt", "best.pt"
+LOG_FIELDS = ("iteration", "loss", "lr", "it_per_s", "hide_p", "max_skip", "val_jf", "world_size")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the process group ``torchrun`` describes (WORLD_SIZE > 1), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str, local_rank: int) -> str:
+    if requested == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def model_config(cfg: TrainConfig) -> MemvosConfig:
+    return config_from_dict(cfg.model) if isinstance(cfg.model, dict) else load_config(cfg.model)
+
+
+def build_dataset(cfg: TrainConfig) -> StaticClips | VideoClips:
+    d = cfg.data
+    aug = ClipAugment(crop=d.crop, max_objects=d.max_objects)
+    if d.kind == "static":
+        return StaticClips(d.roots, aug, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max)
+    return VideoClips(d.roots[0], aug, split=d.split, exclude_last=d.exclude_last, skip=d.skip)
+
+
+def lr_factor(iteration: int, spec) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at the last iteration."""
+    if iteration < spec.warmup:
+        return (iteration + 1) / spec.warmup
+    progress = (iteration - spec.warmup) / max(spec.iterations - spec.warmup, 1)
+    return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Start from an exported ``.safetensors`` or a training checkpoint (``.pt``)."""
+    if path.endswith(".safetensors"):
+        state = load_checkpoint(path)[0].state_dict()
+    else:
+        if not Path(path).is_file():
+            raise InputError(path, "initial weights not found")
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(path, f"weights do not fit the model: missing {list(missing)[:3]}, "
+                               f"unexpected {list(unexpected)[:3]}")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """One training stage; ``run()`` trains to ``train.iterations`` and returns the exported weights."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, out: str | Path | None = None) -> None:
+        self.cfg, spec = cfg, cfg.train
+        self.out = Path(out or cfg.out)
+        requested = pick_device(spec.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = setup_distributed(requested)
+        self.device = requested
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        torch.manual_seed(spec.seed + self.dist.rank)
+        np.random.seed(spec.seed + self.dist.rank)
+        random.seed(spec.seed + self.dist.rank)
+
+        self.memvos_config = model_config(cfg)
+        self.inference_read = self.memvos_config.read
+        self.train_read = ReadConfig(**{**vars(self.inference_read), "mode": "stm"})  # no KMN kernel in training
+        self.model = build_model(self.memvos_config, pretrained=True)
+        if cfg.init:
+            load_initial_weights(self.model, cfg.init)
+        self.model.read.config = self.train_read
+        self.model.to(self.device).train()
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda i: lr_factor(i, spec))
+        self.dataset = build_dataset(cfg)
+        self.iteration, self.best = 0, -math.inf
+        self.val_sequences = validation_sequences(cfg.validate) if cfg.validate.every and cfg.validate.root else []
+        if resume:
+            self._resume()
+        elif self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train-config.json").write_text(json.dumps(config_to_dict(cfg), indent=1))
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "iteration": self.iteration, "best": self.best,
+                "rng": rng_state(), "memvos_config": self.memvos_config.to_dict(),
+                "train_config": config_to_dict(self.cfg), "world_size": self.dist.world}
+
+    def save(self, name: str = LAST) -> Path:
+        path = self.out / name
+        with atomic_path(path) as tmp:
+            torch.save(self._state(), tmp)
+        return path
+
+    def _resume(self) -> None:
+        path = self.out / LAST
+        if not path.is_file():
+            raise InputError(path, "no checkpoint to resume from (run without --resume first)")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("world_size", 1) != self.dist.world:
+            raise InputError(path, f"checkpoint was written by {state['world_size']} process(es), "
+                                   f"this run has {self.dist.world}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.iteration, self.best = state["iteration"], state["best"]
+        set_rng_state(state["rng"])
+        if self.dist.main:
+            self._truncate_log(self.iteration)
+
+    # ---- logging ------------------------------------------------------------------------
+    def _truncate_log(self, iteration: int) -> None:
+        """Rows logged after the checkpoint will be logged again: drop them."""
+        log = self.out / "log.csv"
+        if log.is_file():
+            rows = [r for r in csv.DictReader(log.open()) if int(r["iteration"]) <= iteration]
+            with atomic_path(log) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def _log(self, row: dict[str, Any]) -> None:
+        log = self.out / "log.csv"
+        new = not log.is_file()
+        with open(log, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "val_jf"):
+                if row.get(key) not in (None, ""):
+                    self.tensorboard.add_scalar(key, float(row[key]), row["iteration"])
+
+    # ---- the loop -----------------------------------------------------------------------
+    def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's clips for ``iteration``: global sample numbers never overlap across ranks."""
+        spec, total = self.cfg.train, self.cfg.train.iterations
+        first = (iteration * self.dist.world + self.dist.rank) * spec.batch_size
+        samples = [self.dataset.sample(spec.seed, first + j, iteration, total) for j in range(spec.batch_size)]
+        return collate(samples, self.cfg.data.max_objects)
+
+    def step(self, iteration: int) -> float:
+        spec = self.cfg.train
+        frames, labels, counts = (x.to(self.device) for x in self.batch(iteration))
+        top = bootstrap_fraction(iteration, spec.bootstrap_warmup, spec.bootstrap_top)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+            log_probs = self.net(frames, labels, counts)
+        loss = clip_loss(log_probs.float(), labels, top)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], spec.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def run(self) -> Path:
+        spec, main = self.cfg.train, self.dist.main
+        self.tensorboard = _tensorboard(self.out) if main else None
+        bar = tqdm(total=spec.iterations, initial=self.iteration, disable=not main, desc=self.cfg.name,
+                   dynamic_ncols=True)
+        losses, tick = [], time.perf_counter()
+        while self.iteration < spec.iterations:
+            losses.append(self.step(self.iteration))
+            self.iteration += 1
+            bar.update(1)
+            done_log = self.iteration % spec.log_every == 0 or self.iteration == spec.iterations
+            val = self._maybe_validate()
+            if main and (done_log or val is not None):
+                now = time.perf_counter()
+                speed = len(losses) / max(now - tick, 1e-9)
+                row = {"iteration": self.iteration, "loss": f"{np.mean(losses):.5f}",
+                       "lr": f"{self.scheduler.get_last_lr()[0]:.3e}", "it_per_s": f"{speed:.3f}",
+                       "hide_p": self._hide_p(), "max_skip": self._max_skip(), "world_size": self.dist.world,
+                       "val_jf": "" if val is None else f"{val:.4f}"}
+                bar.set_postfix(loss=row["loss"], it_s=row["it_per_s"], **({"val": row["val_jf"]} if val else {}))
+                self._log(row)
+                losses, tick = [], time.perf_counter()
+            if self.iteration % spec.checkpoint_every == 0 or self.iteration == spec.iterations:
+                if main:
+                    self.save(LAST)
+                self._barrier()
+        bar.close()
+        final = self.out / "model.safetensors"
+        if main:
+            self.export(final)
+        self._barrier()
+        return final
+
+    def _maybe_validate(self) -> float | None:
+        v = self.cfg.validate
+        if not self.val_sequences or self.iteration % v.every != 0:
+            return None
+        score = None
+        if self.dist.main:
+            score = validate(self.model, self.val_sequences, v, self.inference_read, self.memvos_config.inference.memory,
+                             self.device)
+            if score > self.best:
+                self.best = score
+                self.save(BEST)
+        self._barrier()
+        return score
+
+    def export(self, path: Path) -> None:
+        save_checkpoint(self.model, self.memvos_config, path)
+
+    def _hide_p(self) -> str:
+        d = self.cfg.data
+        if d.kind != "static" or not d.hide_and_seek:
+            return ""
+        return f"{hide_probability(self.iteration, self.cfg.train.iterations, d.hide_max):.3f}"
+
+    def _max_skip(self) -> str:
+        d = self.cfg.data
+        return "" if d.kind != "video" else str(skip_curriculum(self.iteration / self.cfg.train.iterations, d.skip))
+
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            dist.barrier()
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> MemvosConfig:
+    """A training checkpoint (``.pt``) -> fp16 safetensors with its config (what ``--checkpoint`` loads)."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        config = config_from_dict(state["memvos_config"])
+    except (KeyError, TypeError, RuntimeError, OSError, ValueError) as err:
+        raise InputError(path, f"not a memvos training checkpoint ({err})") from None
+    model = build_model(config, pretrained=False)
+    model.load_state_dict(state["model"])
+    save_checkpoint(model, config, out)
+    return config

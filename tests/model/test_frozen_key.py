@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memvos.inference.core import InferenceConfig, InferenceCore
+from memvos.model.frozen_key import FrozenKeyConfig, FrozenKeySTM
+from memvos.model.memory_read import ReadConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False,
+                          read=ReadConfig(mode="stm", top_k=5, temperature=0.1))
+    return FrozenKeySTM(cfg)
+
+
+def test_backbone_is_frozen_and_stays_in_eval_mode(model):
+    model.train()
+    assert not model.backbone.training
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+
+
+def test_training_pass_shapes_distribution_and_gradients(model):
+    model.train()
+    frames = torch.rand(2, 3, 3, 64, 64)
+    labels = torch.zeros(2, 3, 64, 64, dtype=torch.long)
+    labels[:, :, 10:30, 10:30] = 1
+    labels[0, :, 40:60, 40:60] = 2
+    counts = torch.tensor([2, 1])
+    out = model(frames, labels, counts)
+    assert out.shape == (2, 2, 3, 64, 64)
+    assert torch.allclose(out.exp().sum(2), torch.ones(2, 2, 64, 64), atol=1e-4)
+    assert out.exp()[1, :, 2].max() < 1e-3  # sample 1 has one object: channel 2 holds no mass
+    out.mean().backward()
+    assert model.value_encoder.conv_in.weight.grad is not None and model.decoder.predict.weight.grad is not None
+    model.zero_grad()
+
+
+def test_value_maps_start_with_the_pooled_mask(model):
+    query = model.encode_query(torch.rand(1, 3, 64, 64))
+    probs = torch.zeros(1, 2, 64, 64)
+    probs[0, 0, :32] = 1
+    probs[0, 1, 32:, :16] = 1
+    values = model.encode_values(query, probs)  # (1, 2, 1 + 8, 8, 8)
+    assert values.shape == (1, 2, 9, 8, 8)
+    assert torch.allclose(values[:, :, 0], F.adaptive_avg_pool2d(probs, (8, 8)))
+
+
+def test_engine_tracks_an_object_added_later(model):
+    model.eval()
+    core = InferenceCore(model, InferenceConfig())
+    frame = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    first = np.zeros((64, 80), np.uint8)
+    first[5:25, 5:25] = 1
+    core.step(frame, first)
+    later = np.zeros((64, 80), np.uint8)
+    later[40:60, 40:70] = 4
+    probs = core.step(frame, later)
+    assert core.object_ids == (1, 4)
+    labels = core.labels(probs)
+    assert ((labels == 4) == (later == 4)).all()  # the new object exactly where annotated
+    assert set(np.unique(labels[later == 0]).tolist()) <= {0, 1}  # elsewhere: the earlier object's prediction
+    probs = core.step(frame)
+    assert probs.shape == (3, 64, 80)
+    assert torch.allclose(probs.sum(0), torch.ones(64, 80), atol=1e-5)
