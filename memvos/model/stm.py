@@ -78,21 +78,48 @@ class STMNetwork(nn.Module):
 
     # ---- pieces shared with training ----------------------------------------------------
     def encode_memory(self, rgb: Tensor, object_probs: Tensor, scribbles: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """rgb (1, 3, H, W), object_probs (K, H, W) -> keys (K, Ck, h, w), values (K, Cv, h, w)."""
-        k = object_probs.shape[0]
-        others = (object_probs.sum(0, keepdim=True) - object_probs).clamp(0, 1)
-        extra = [object_probs[:, None], others[:, None]]
+        """rgb (1, 3, H, W), object_probs (K, H, W) -> keys (K, Ck, h, w), values (K, Cv, h, w);
+        batched: rgb (B, 3, H, W), object_probs (B, K, H, W) -> (B*K, ...) sample-major."""
+        if object_probs.dim() == 3:
+            object_probs = object_probs[None]
+        b, k = object_probs.shape[:2]
+        others = (object_probs.sum(1, keepdim=True) - object_probs).clamp(0, 1)
+        extra = [object_probs.flatten(0, 1)[:, None], others.flatten(0, 1)[:, None]]
         if self.config.scribbles:
-            extra.append(scribbles if scribbles is not None else object_probs.new_zeros(k, 2, *object_probs.shape[-2:]))
-        _, _, f16 = self.memory_encoder(rgb.expand(k, -1, -1, -1), torch.cat(extra, dim=1))
+            extra.append(scribbles if scribbles is not None else object_probs.new_zeros(b * k, 2, *object_probs.shape[-2:]))
+        _, _, f16 = self.memory_encoder(rgb.repeat_interleave(k, dim=0), torch.cat(extra, dim=1))
         return self.memory_kv(f16)
 
-    def decode(self, query: _Query, keys: Tensor, values: Tensor) -> Tensor:
-        """keys (B, Ck, T, h, w), values (B, Cv, T, h, w) -> object logits (B, 2, H, W)."""
+    def forward(self, frames: Tensor, labels: Tensor, num_objects: Tensor) -> Tensor:
+        """Training pass over clips (see ``FrozenKeySTM.forward``): frames (B, T, 3, H, W), labels
+        (B, T, H, W) (frame 0's used), num_objects (B,) -> log-probabilities (B, T-1, K+1, H, W)."""
+        b, t = frames.shape[:2]
+        k = max(int(num_objects.max()), 1)
+        valid = torch.arange(1, k + 1, device=frames.device)[None] <= num_objects[:, None]  # (B, K)
+        probs = (labels[:, 0, None] == torch.arange(1, k + 1, device=labels.device)[None, :, None, None]).float()
+        key, value = self.encode_memory(frames[:, 0], probs)  # (B*K, C, h, w)
+        keys, values, out = [key], [value], []
+        for i in range(1, t):
+            q = self.encode_query(frames[:, i])
+            q = _Query(*(x.repeat_interleave(k, dim=0) for x in (q.key, q.value, q.f8, q.f4)), q.size)
+            logits = self.decode(q, torch.stack(keys, 2), torch.stack(values, 2), batched=True)  # (B*K, 2, H, W)
+            fg = torch.softmax(logits, dim=1)[:, 1].unflatten(0, (b, k)) * valid[:, :, None, None]
+            aggregated = torch.stack([soft_aggregate(p) for p in fg])  # (B, K+1, H, W)
+            out.append(aggregated.clamp(min=1e-7).log())
+            if i + 1 < t:
+                key, value = self.encode_memory(frames[:, i], aggregated[:, 1:])
+                keys.append(key)
+                values.append(value)
+        return torch.stack(out, dim=1)
+
+    def decode(self, query: _Query, keys: Tensor, values: Tensor, batched: bool = False) -> Tensor:
+        """keys (B, Ck, T, h, w), values (B, Cv, T, h, w) -> object logits (B, 2, H, W); the query
+        is shared by the B objects, or (``batched``) already holds one entry per object."""
         b = keys.shape[0]
-        readout = self.read(keys, values, query.key.expand(b, -1, -1, -1))
-        x16 = torch.cat([query.value.expand(b, -1, -1, -1), readout], dim=1)
-        return self.decoder(x16, query.f8.expand(b, -1, -1, -1), query.f4.expand(b, -1, -1, -1), query.size)
+        q = query if batched else _Query(*(x.expand(b, -1, -1, -1) for x in (query.key, query.value, query.f8,
+                                                                                query.f4)), query.size)
+        readout = self.read(keys, values, q.key)
+        return self.decoder(torch.cat([q.value, readout], dim=1), q.f8, q.f4, q.size)
 
 
 def _group_by_frames(memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> dict[tuple[int, ...], list[int]]:

@@ -134,7 +134,7 @@ class Trainer:
         self.memvos_config = model_config(cfg)
         self.inference_read = self.memvos_config.read
         self.train_read = ReadConfig(**{**vars(self.inference_read), "mode": "stm"})  # no KMN kernel in training
-        self.model = build_model(self.memvos_config, pretrained=True)
+        self.model = build_model(self.memvos_config, pretrained=self.memvos_config.model.get("pretrained", True))
         if cfg.init:
             load_initial_weights(self.model, cfg.init)
         self.model.read.config = self.train_read

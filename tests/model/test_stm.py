@@ -78,3 +78,31 @@ def test_scribble_channels_plug_in():
         k1, v1 = net.encode_memory(rgb, probs, scribbles)
     assert v0.shape == v1.shape and not torch.allclose(v0, v1)
     assert isinstance(MemoryEntry(k0, v0, (1, 2)).object_ids, tuple)
+
+
+def test_training_pass_of_the_stm_network(net):
+    net.train()
+    frames = torch.rand(2, 3, 3, 64, 64)
+    labels = torch.zeros(2, 3, 64, 64, dtype=torch.long)
+    labels[:, :, 8:30, 8:30] = 1
+    labels[1, :, 40:60, 30:60] = 2
+    out = net(frames, labels, torch.tensor([1, 2]))
+    assert out.shape == (2, 2, 3, 64, 64)
+    assert torch.allclose(out.exp().sum(2), torch.ones(2, 2, 64, 64), atol=1e-4)
+    assert out.exp()[0, :, 2].max() < 1e-3  # sample 0 has one object
+    out.mean().backward()
+    grads = [p.grad for p in (net.memory_encoder.parameters().__next__(), net.decoder.predict.weight)]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    net.zero_grad()
+    net.eval()
+
+
+@torch.inference_mode()
+def test_batched_memory_encoding_matches_one_frame_at_a_time(net):
+    rgb = torch.rand(2, 3, 64, 64)
+    probs = torch.rand(2, 3, 64, 64) / 3
+    keys, values = net.encode_memory(rgb, probs)
+    k1, v1 = net.encode_memory(rgb[1:], probs[1])
+    assert keys.shape[0] == 6
+    torch.testing.assert_close(keys[3:], k1, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(values[3:], v1, atol=1e-5, rtol=1e-4)

@@ -151,3 +151,18 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_factor(100, spec) == pytest.approx(0.1)
     factors = [lr_factor(i, spec) for i in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(factors))
+
+
+def test_the_stm_network_trains_with_the_same_pipeline(tmp_path):
+    data = tiny_config(tmp_path, iterations=2)
+    data["model"] = {"model": {"type": "stm", "backbone": "efficientnet-lite0", "decoder_dim": 8, "pretrained": False},
+                     "read": {"mode": "kmn", "sigma": 2.0}}
+    cfg = train_config_from_dict(data)
+    before = {k: v.clone() for k, v in Trainer(cfg, out=tmp_path / "unused").model.state_dict().items()}
+    final = Trainer(cfg).run()
+    _, config = load_checkpoint(final)
+    assert config.model_type == "stm" and config.read.mode == "kmn"
+    trained = torch.load(Path(cfg.out) / "last.pt", weights_only=False)["model"]
+    changed = [k for k, v in trained.items() if k.startswith(("decoder", "memory_encoder"))
+               and v.is_floating_point() and not torch.equal(v, before[k])]
+    assert any(k.startswith("decoder") for k in changed) and any(k.startswith("memory_encoder") for k in changed)
