@@ -33,6 +33,7 @@ class FrozenKeyConfig:
     value_dim: int = 64  # learned value channels per object (+1: the mask itself)
     decoder_dim: int = 64
     hard_memory: bool = False  # memorise one-hot (argmax) masks instead of probabilities
+    residual: bool = True  # the decoder corrects the read mask's logit (starts as label propagation)
     read: ReadConfig = field(default_factory=lambda: ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
 
 
@@ -65,16 +66,28 @@ class ValueEncoder(nn.Module):
 
 class MaskDecoder(nn.Module):
     """Read values (+ the others' read masks) and query features at the key stride -> refine
-    with the stride-4 skip -> one logit per object, upsampled to the frame."""
+    with the stride-4 skip -> one logit per object, upsampled to the frame.
 
-    def __init__(self, read_dim: int, query_dim: int, skip4_dim: int, dim: int) -> None:
+    ``residual``: the output is a correction added to the logit of the read mask (the
+    training-free prediction), and starts at zero, so training starts from label propagation
+    and only has to learn what improves it.
+    """
+
+    PRIOR_CLAMP = 0.01  # read-mask probabilities clamped to [0.01, 0.99]: prior logits within +-4.6
+
+    def __init__(self, read_dim: int, query_dim: int, skip4_dim: int, dim: int, residual: bool = True) -> None:
         super().__init__()
+        self.residual = residual
         self.query_proj = nn.Conv2d(query_dim, dim, 1)
         self.conv_in = nn.Conv2d(read_dim + 1 + dim, dim, 3, padding=1)
         self.res_in = ResBlock(dim)
         self.reduce = nn.Conv2d(dim, dim // 2, 1)  # stride 4 is 4x the cells: half the width
         self.refine4 = Refine(skip4_dim, dim // 2)
         self.predict = nn.Conv2d(dim // 2, 1, 3, padding=1)
+        if residual:
+            nn.init.zeros_(self.predict.weight)
+            nn.init.zeros_(self.predict.bias)
+            self.prior_scale = nn.Parameter(torch.ones(()))
 
     def forward(self, read: Tensor, query_features: Tensor, f4: Tensor, size: tuple[int, int]) -> Tensor:
         """read (B, K, Cr, h, w), query_features (B, Cq, h, w), f4 (B, C4, 2h, 2w) -> logits (B, K, H, W)."""
@@ -86,8 +99,12 @@ class MaskDecoder(nn.Module):
         m = self.reduce(self.res_in(self.conv_in(x)))
         m = self.refine4(f4[:, None].expand(-1, k, -1, -1, -1).flatten(0, 1), m)
         logits = self.predict(F.relu(m))
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits[:, 0].unflatten(0, (b, k))
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0].unflatten(0, (b, k))
+        if self.residual:
+            prior = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+            prior = prior.clamp(self.PRIOR_CLAMP, 1 - self.PRIOR_CLAMP)
+            logits = logits + self.prior_scale * torch.log(prior / (1 - prior))
+        return logits
 
 
 class FrozenKeySTM(nn.Module):
@@ -100,7 +117,7 @@ class FrozenKeySTM(nn.Module):
         self.backbone.requires_grad_(False)
         c4, c8, ck = self.backbone.channels
         self.value_encoder = ValueEncoder(ck + c8, cfg.value_dim)
-        self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim)
+        self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual)
         self.read = MemoryRead(cfg.read)
 
     def train(self, mode: bool = True) -> FrozenKeySTM:

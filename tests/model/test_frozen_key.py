@@ -66,3 +66,21 @@ def test_engine_tracks_an_object_added_later(model):
     probs = core.step(frame)
     assert probs.shape == (3, 64, 80)
     assert torch.allclose(probs.sum(0), torch.ones(64, 80), atol=1e-5)
+
+
+def test_residual_decoder_starts_as_label_propagation():
+    """Before training, the prediction is the read mask itself (the training-free result)."""
+    torch.manual_seed(1)
+    net = FrozenKeySTM(FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False,
+                                       read=ReadConfig(mode="stm", top_k=5, temperature=0.1))).eval()
+    with torch.no_grad():
+        frame = torch.rand(1, 3, 64, 64)
+        query = net.encode_query(frame)
+        probs = torch.zeros(1, 1, 64, 64)
+        probs[..., 16:48, 8:40] = 1
+        keys = query.key[:, :, None]
+        values = net.encode_values(query, probs)[:, :, :, None]  # (1, K, Cr, 1, h, w)
+        logits = net.object_logits(query, keys, values)
+        read_mask = net.read(keys, values.flatten(1, 2), query.key)[:, 0:1]
+        prior = F.interpolate(read_mask, size=(64, 64), mode="bilinear", align_corners=False).clamp(0.01, 0.99)
+    torch.testing.assert_close(torch.sigmoid(logits), prior, atol=1e-5, rtol=1e-4)  # (1, K=1, H, W)
