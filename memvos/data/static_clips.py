@@ -3,8 +3,9 @@
 Each frame is an independent random affine warp (rotation, scale, shear, translation) of
 the image, with a horizontal flip and colour jitter, cropped to ``crop`` x ``crop``; up to
 ``max_objects`` instances of an instance mask are kept. Hide-and-Seek (KMN) then hides grid
-cells of frames 2.. with probability ``hide_p``: hidden cells are filled with the mean colour
-and removed from the masks, which teaches the network occlusion and clean boundaries.
+cells of frames 2.. with probability ``hide_p``: hidden cells are filled (with the mean colour,
+or with the content of another image, which leaves no flat-patch shortcut to learn) and removed
+from the masks, which teaches the network occlusion and clean boundaries.
 """
 
 from __future__ import annotations
@@ -77,14 +78,15 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) ->
 
 def hide_and_seek(frame: np.ndarray, labels: np.ndarray, p: float, grid: int, rng: np.random.Generator,
                   fill: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hide each of grid x grid cells with probability p: fill colour in the frame, background in the mask."""
+    """Hide each of grid x grid cells with probability p: in the frame, the ``fill`` colour (3,) or the
+    pixels of a ``fill`` image (H, W, 3); in the mask, background."""
     h, w = labels.shape
     hidden = rng.random((grid, grid)) < p
     if not hidden.any():
         return frame, labels, hidden
     cell_mask = cv2.resize(hidden.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     frame = frame.copy()
-    frame[cell_mask] = fill
+    frame[cell_mask] = fill[cell_mask] if fill.ndim == 3 else fill
     labels = np.where(cell_mask, 0, labels).astype(labels.dtype)
     return frame, labels, hidden
 
@@ -94,7 +96,8 @@ def make_training_clip(image: np.ndarray, labels: np.ndarray, rng: np.random.Gen
                        fill: np.ndarray | None = None) -> TrainingClip:
     """A ``aug.frames``-frame clip from one image (H, W, 3) and its label map (H, W).
 
-    The first frame is never hidden (it is the reference the network memorises).
+    The first frame is never hidden (it is the reference the network memorises). ``fill``:
+    what hidden cells show, a colour (3,) or a (crop, crop, 3) image (default: the mean colour).
     """
     aug = aug or ClipAugment()
     labels = pick_objects(labels, rng, aug)

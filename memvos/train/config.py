@@ -22,6 +22,7 @@ class DataSpec:
     max_objects: int = 3
     hide_and_seek: bool = True  # static: KMN's Hide-and-Seek (off for the ablation)
     hide_max: float = 0.5  # static: hiding probability reached at the end of the stage
+    hide_fill: str = "image"  # static: hidden cells show another image's content ('image') or the mean colour
     skip: list[int] = field(default_factory=lambda: [5, 25, 5])  # video: max frame skip curriculum
     split: str | None = "train"  # video: ImageSets/<split>.txt (DAVIS)
     exclude_last: int = 0  # video: hold out the last N sequences of the split

@@ -55,7 +55,7 @@ class StaticClips:
     folders where masks sit beside images as ``NAME.png`` in ``masks``."""
 
     def __init__(self, roots: list[str | Path], aug: ClipAugment, hide_and_seek: bool = True,
-                 hide_max: float = 0.5) -> None:
+                 hide_max: float = 0.5, hide_fill: str = "image") -> None:
         self.pairs: list[tuple[Path, Path]] = []
         for root in map(Path, roots):
             images, masks = root / "images", root / "masks"
@@ -65,7 +65,9 @@ class StaticClips:
             self.pairs += [(img, by_stem[img.stem]) for img in list_images(images) if img.stem in by_stem]
         if not self.pairs:
             raise InputError(Path(roots[0]) if roots else None, "no image/mask pairs found")
-        self.aug, self.hide_and_seek, self.hide_max = aug, hide_and_seek, hide_max
+        if hide_fill not in ("image", "mean"):
+            raise ValueError(f"hide_fill must be 'image' or 'mean', got {hide_fill!r}")
+        self.aug, self.hide_and_seek, self.hide_max, self.hide_fill = aug, hide_and_seek, hide_max, hide_fill
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -83,7 +85,18 @@ class StaticClips:
                 break
             item = (item + 1) % len(self)
         hide_p = hide_probability(iteration, total, self.hide_max) if self.hide_and_seek else 0.0
-        return to_sample(make_training_clip(image, labels, rng, self.aug, hide_p=hide_p))
+        fill = self._fill_image(rng) if hide_p > 0 and self.hide_fill == "image" else None
+        return to_sample(make_training_clip(image, labels, rng, self.aug, hide_p=hide_p, fill=fill))
+
+    def _fill_image(self, rng: np.random.Generator) -> np.ndarray:
+        """Content for hidden cells: another image, resized to cover the crop and cropped at random."""
+        other = read_rgb(self.pairs[int(rng.integers(len(self)))][0])
+        size = self.aug.crop
+        factor = size / min(other.shape[:2])
+        h, w = max(size, round(other.shape[0] * factor)), max(size, round(other.shape[1] * factor))
+        other = cv2.resize(other, (w, h), interpolation=cv2.INTER_AREA)
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        return other[y : y + size, x : x + size]
 
 
 def skip_curriculum(progress: float, points: list[int]) -> int:

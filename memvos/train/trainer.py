@@ -75,7 +75,7 @@ def build_dataset(cfg: TrainConfig) -> StaticClips | VideoClips:
     d = cfg.data
     aug = ClipAugment(crop=d.crop, max_objects=d.max_objects)
     if d.kind == "static":
-        return StaticClips(d.roots, aug, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max)
+        return StaticClips(d.roots, aug, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max, hide_fill=d.hide_fill)
     return VideoClips(d.roots[0], aug, split=d.split, exclude_last=d.exclude_last, skip=d.skip)
 
 

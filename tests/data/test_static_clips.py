@@ -96,3 +96,15 @@ def test_reference_frame_shows_every_kept_object(sample):
         clip = make_training_clip(image, labels, np.random.default_rng(seed), AUG)
         kept = set(np.unique(clip.labels)) - {0}
         assert kept and all(np.count_nonzero(clip.labels[0] == i) >= AUG.min_object_pixels for i in kept)
+
+
+def test_hidden_cells_can_show_another_image():
+    rng = np.random.default_rng(0)
+    frame = np.full((24, 24, 3), 200, np.uint8)
+    labels = np.ones((24, 24), np.uint8)
+    other = np.random.default_rng(1).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    out_frame, out_labels, hidden = hide_and_seek(frame, labels, 0.5, 6, rng, other)
+    cell = np.kron(hidden, np.ones((4, 4), bool))
+    assert hidden.any() and (~hidden).any()
+    assert (out_frame[cell] == other[cell]).all() and (out_frame[~cell] == 200).all()
+    assert (out_labels[cell] == 0).all() and (out_labels[~cell] == 1).all()
