@@ -83,8 +83,9 @@ def test_shipped_training_configs_parse():
     from memvos.train.config import load_train_config
 
     stages = {p.stem: load_train_config(p) for p in sorted((PRESET_DIR / "train").glob("*.yaml"))}
-    assert {"stage0-static", "stage2-davis"} <= set(stages)
-    assert stages["stage0-static"].data.kind == "static" and stages["stage0-static"].data.hide_and_seek
+    assert {"stage0-static", "stage0-static-hns", "stage2-davis"} <= set(stages)
+    assert stages["stage0-static"].data.kind == "static" and not stages["stage0-static"].data.hide_and_seek
+    assert stages["stage0-static-hns"].data.hide_and_seek
     assert stages["stage2-davis"].data.kind == "video" and stages["stage2-davis"].data.exclude_last == 6
 
 
