@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,8 @@ def test_shipped_training_configs_parse():
     assert {"stage0-static", "stage0-static-hns", "stage2-davis"} <= set(stages)
     assert stages["stage0-static"].data.kind == "static" and not stages["stage0-static"].data.hide_and_seek
     assert stages["stage0-static-hns"].data.hide_and_seek
+    repo = Path(__file__).resolve().parents[2]
+    assert (repo / stages["stage2-davis"].init).is_file()  # stage 2 starts from committed weights
     assert stages["stage2-davis"].data.kind == "video" and stages["stage2-davis"].data.exclude_last == 6
 
 
