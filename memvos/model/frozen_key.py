@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
-from memvos.model.modules import Refine, ResBlock, soft_aggregate
+from memvos.model.modules import Refine, ResBlock, aggregate_log_probs, first_frame_targets, soft_aggregate
 
 
 @dataclass
@@ -150,18 +150,15 @@ class FrozenKeySTM(nn.Module):
         probabilities. frames (B, T, 3, H, W), labels (B, T, H, W) (only frame 0's are used),
         num_objects (B,) -> log-probabilities (B, T-1, K+1, H, W), K = num_objects.max()."""
         b, t = frames.shape[:2]
-        k = max(int(num_objects.max()), 1)
-        valid = torch.arange(1, k + 1, device=frames.device)[None] <= num_objects[:, None]  # (B, K)
+        masks, valid = first_frame_targets(labels, num_objects)  # (B, K, H, W), (B, K)
         query = self.encode_query(frames.flatten(0, 1))
         per_frame = [_Query(*(x.unflatten(0, (b, t))[:, i] for x in (query.key, query.fk, query.f8, query.f4)),
                             query.size) for i in range(t)]
-        masks = (labels[:, 0, None] == torch.arange(1, k + 1, device=labels.device)[None, :, None, None]).float()
         keys, values, out = [per_frame[0].key], [self.encode_values(per_frame[0], masks)], []
         for i in range(1, t):
             logits = self.object_logits(per_frame[i], torch.stack(keys, 2), torch.stack(values, 3))  # (B, K, H, W)
-            probs = torch.sigmoid(logits) * valid[:, :, None, None]
-            aggregated = torch.stack([soft_aggregate(p) for p in probs])  # (B, K+1, H, W)
-            out.append(aggregated.clamp(min=1e-7).log())
+            aggregated, log_probs = aggregate_log_probs(torch.sigmoid(logits), valid)
+            out.append(log_probs)
             if i + 1 < t:
                 keys.append(per_frame[i].key)
                 values.append(self.encode_values(per_frame[i], aggregated[:, 1:]))

@@ -80,3 +80,18 @@ def soft_aggregate(object_probs: Tensor, eps: float = 1e-7) -> Tensor:
     background = torch.prod(1 - object_probs, dim=0, keepdim=True)
     p = torch.cat([background, object_probs]).clamp(eps, 1 - eps)
     return torch.softmax(torch.log(p / (1 - p)), dim=0)
+
+
+def first_frame_targets(labels: Tensor, num_objects: Tensor) -> tuple[Tensor, Tensor]:
+    """Training clips: labels (B, T, H, W), num_objects (B,) -> frame 0's one-hot object masks
+    (B, K, H, W) and which of the K = max(num_objects) channels each sample really has (B, K)."""
+    k = max(int(num_objects.max()), 1)
+    ids = torch.arange(1, k + 1, device=labels.device)
+    return (labels[:, 0, None] == ids[None, :, None, None]).float(), ids[None] <= num_objects[:, None]
+
+
+def aggregate_log_probs(object_probs: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """object_probs (B, K, H, W) -> soft-aggregated (B, K+1, H, W) and its log (padding
+    channels, ``valid`` False, hold no mass)."""
+    aggregated = torch.stack([soft_aggregate(p) for p in object_probs * valid[:, :, None, None]])
+    return aggregated, aggregated.clamp(min=1e-7).log()

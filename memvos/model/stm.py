@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
-from memvos.model.modules import Decoder, KeyValue, soft_aggregate
+from memvos.model.modules import Decoder, KeyValue, aggregate_log_probs, first_frame_targets, soft_aggregate
 
 
 @dataclass
@@ -94,18 +94,17 @@ class STMNetwork(nn.Module):
         """Training pass over clips (see ``FrozenKeySTM.forward``): frames (B, T, 3, H, W), labels
         (B, T, H, W) (frame 0's used), num_objects (B,) -> log-probabilities (B, T-1, K+1, H, W)."""
         b, t = frames.shape[:2]
-        k = max(int(num_objects.max()), 1)
-        valid = torch.arange(1, k + 1, device=frames.device)[None] <= num_objects[:, None]  # (B, K)
-        probs = (labels[:, 0, None] == torch.arange(1, k + 1, device=labels.device)[None, :, None, None]).float()
+        probs, valid = first_frame_targets(labels, num_objects)  # (B, K, H, W), (B, K)
+        k = probs.shape[1]
         key, value = self.encode_memory(frames[:, 0], probs)  # (B*K, C, h, w)
         keys, values, out = [key], [value], []
         for i in range(1, t):
             q = self.encode_query(frames[:, i])
             q = _Query(*(x.repeat_interleave(k, dim=0) for x in (q.key, q.value, q.f8, q.f4)), q.size)
             logits = self.decode(q, torch.stack(keys, 2), torch.stack(values, 2), batched=True)  # (B*K, 2, H, W)
-            fg = torch.softmax(logits, dim=1)[:, 1].unflatten(0, (b, k)) * valid[:, :, None, None]
-            aggregated = torch.stack([soft_aggregate(p) for p in fg])  # (B, K+1, H, W)
-            out.append(aggregated.clamp(min=1e-7).log())
+            fg = torch.softmax(logits, dim=1)[:, 1].unflatten(0, (b, k))
+            aggregated, log_probs = aggregate_log_probs(fg, valid)  # (B, K+1, H, W)
+            out.append(log_probs)
             if i + 1 < t:
                 key, value = self.encode_memory(frames[:, i], aggregated[:, 1:])
                 keys.append(key)

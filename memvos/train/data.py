@@ -155,7 +155,8 @@ class VideoClips:
         return picks
 
     def _crop(self, frames: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> TrainingClip:
-        """Resize (short side in [crop, 1.25 crop]), one random crop showing the objects of frame 1, flip."""
+        """Resize (short side in [crop, 1.25 crop]), one random crop showing the objects of frame 1, flip.
+        Objects the crop's first frame misses are dropped by ``to_sample``."""
         size = self.aug.crop
         h, w = labels[0].shape
         factor = rng.uniform(size, size * 1.25) / min(h, w)
@@ -176,9 +177,6 @@ class VideoClips:
                 f, lab = f[:, ::-1], lab[:, ::-1]
             out_f.append(np.ascontiguousarray(f))
             out_l.append(np.ascontiguousarray(lab))
-        # objects missing from the crop's first frame cannot be tracked: drop them everywhere
-        kept = {i: n for n, i in enumerate(object_ids(out_l[0]), start=1)}
-        out_l = [_renumber(lab, {n: i for i, n in kept.items()}) for lab in out_l]
         grid = self.aug.hide_grid
         return TrainingClip(np.stack(out_f), np.stack(out_l), np.zeros((len(out_f), grid, grid), bool))
 
