@@ -125,6 +125,61 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_interactive_eval(args: argparse.Namespace) -> int:
+    from memvos.eval.interactive import evaluate_interactive, format_summary, held_out_sequences, save_summary
+
+    if args.max_interactions < 1:
+        raise InputError(None, f"--max-interactions must be at least 1, not {args.max_interactions}")
+    if args.max_time is not None and args.max_time <= 0:
+        raise InputError(None, f"--max-time must be a positive number of seconds, not {args.max_time}")
+    if args.short_side is not None and args.short_side < 32:
+        raise InputError(None, f"--short-side must be at least 32 pixels, not {args.short_side}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(None, f"--threads must be at least 1, not {args.threads}")
+    sequences = args.sequences or held_out_sequences(args.davis)  # checks the DAVIS folder before the model loads
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, load_interactive_model
+
+    model, config = load_interactive_model(args.checkpoint)
+    session_config = InteractiveConfig(memory=config.inference.memory, prior=args.prior,
+                                       max_short_side=args.short_side or config.inference.max_short_side)
+    summary = evaluate_interactive(args.davis, sequences,
+                                   lambda frames: InteractiveSession(frames, model=model, config=session_config),
+                                   max_interactions=args.max_interactions, max_time=args.max_time,
+                                   first_scribbles_dirs=args.scribbles)
+    summary["processing_short_side"] = session_config.max_short_side
+    summary["prior"] = args.prior
+    print(format_summary(summary))
+    if args.json:
+        save_summary(summary, args.json)
+    return 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    try:
+        from memvos.app.server import serve
+    except ImportError as err:
+        raise InputError(None, f"the web app needs its extra ({err.name} is missing): pip install -e '.[app]'") from None
+    if not 0 <= args.port <= 65535:
+        raise InputError(None, f"--port must be in 0..65535, not {args.port}")
+    if args.short_side is not None and args.short_side < 32:
+        raise InputError(None, f"--short-side must be at least 32 pixels, not {args.short_side}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(None, f"--threads must be at least 1, not {args.threads}")
+    if args.max_upload_mb <= 0 or args.heartbeat <= 0:
+        raise InputError(None, "--max-upload-mb and --heartbeat must be positive")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    serve(args.root or ["."], host=args.host, port=args.port, checkpoint=args.checkpoint,
+          short_side=args.short_side, heartbeat=args.heartbeat, max_upload=int(args.max_upload_mb * (1 << 20)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memvos", description="Video object segmentation with space-time memory.")
     parser.add_argument("--version", action="version", version=f"memvos {__version__}")
@@ -175,6 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("checkpoint", help="a training checkpoint (last.pt or best.pt)")
     ex.add_argument("out", help="output .safetensors file")
     ex.set_defaults(func=_cmd_export)
+    ie = sub.add_parser("interactive-eval", help="DAVIS interactive protocol: robot scribbles, J&F-versus-time AUC")
+    ie.add_argument("--davis", required=True, metavar="ROOT",
+                    help="DAVIS folder: JPEGImages/480p, Annotations/480p, ImageSets/train.txt")
+    ie.add_argument("--sequences", nargs="+", metavar="SEQ", help="sequences (default: the last 6 of ImageSets/train.txt)")
+    ie.add_argument("--checkpoint", help="model weights (default: the shipped interactive model)")
+    ie.add_argument("--max-interactions", type=int, default=8, metavar="N", help="rounds per sequence (default 8)")
+    ie.add_argument("--max-time", type=float, metavar="SECONDS",
+                    help="model time allowed per object of a sequence; a round ending later is not scored (default: none)")
+    ie.add_argument("--scribbles", nargs="+", default=[], metavar="DIR",
+                    help="folders holding Scribbles/<seq>/001.json first scribbles (default: the robot draws the first)")
+    ie.add_argument("--short-side", type=int, metavar="PIXELS",
+                    help="process frames downsized to this short side (default 480); masks are scored at full size")
+    ie.add_argument("--prior", choices=("grabcut", "paint"), default="grabcut",
+                    help="the annotated frame's guess from strokes before the network (default grabcut)")
+    ie.add_argument("--json", metavar="OUT.json", help="write the summary, curve and per-sequence rounds as JSON")
+    ie.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    ie.set_defaults(func=_cmd_interactive_eval)
+
+    app = sub.add_parser("app", help="the web app: open a video, scribble, propagate, correct, export")
+    app.add_argument("--root", action="extend", nargs="+", metavar="DIR",
+                     help="folder the app may open videos from; repeat for several (default: the current folder)")
+    app.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860; 0: any free port)")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    app.add_argument("--checkpoint", help="model weights (default: the shipped interactive model)")
+    app.add_argument("--short-side", type=int, metavar="PIXELS", help="process frames downsized to this (default 480)")
+    app.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    app.add_argument("--max-upload-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32)")
+    app.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
+                     help="a propagation no page or client has watched for this long is cancelled (default 5)")
+    app.set_defaults(func=_cmd_app)
+
     return parser
 
 

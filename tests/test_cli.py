@@ -146,3 +146,30 @@ def test_segment_fails_midway_on_a_corrupt_frame_and_leaves_nothing(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "00003.jpg" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "m.png"]  # no masks, no video, no temp files
+
+
+def test_interactive_eval_runs_the_protocol_on_a_davis_folder(tmp_path, capsys):
+    """The real interactive model (shipped weights) on a tiny synthetic DAVIS folder: the robot's
+    scribbles drive two rounds, and the summary is written as JSON."""
+    pytest.importorskip("davisinteractive")
+    from memvos.data.synthetic import make_synthetic_clip
+
+    root = tmp_path / "davis"
+    clip = make_synthetic_clip(n_frames=6, size=(96, 128), n_objects=2, seed=2)
+    clip.save(root / "JPEGImages" / "480p" / "blobs", root / "Annotations" / "480p" / "blobs")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("blobs\n")
+    out = tmp_path / "summary.json"
+    rc = main(["interactive-eval", "--davis", str(root), "--max-interactions", "2", "--threads", "1",
+               "--json", str(out)])
+    assert rc == 0
+    summary = json.loads(out.read_text())
+    assert 0 < summary["auc"] <= 1 and len(summary["per_sequence"]["blobs"]["jf_per_interaction"]) == 2
+    assert summary["per_sequence"]["blobs"]["jf_per_interaction"][0] > 0.3  # strokes on 2 objects, one round
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_interactive_eval_bad_folder_is_one_line_error(tmp_path, capsys):
+    assert main(["interactive-eval", "--davis", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memvos: error:") and "nope" in err and "\n" not in err

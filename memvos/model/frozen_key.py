@@ -34,6 +34,7 @@ class FrozenKeyConfig:
     decoder_dim: int = 64
     hard_memory: bool = False  # memorise one-hot (argmax) masks instead of probabilities
     residual: bool = True  # the decoder corrects the read mask's logit (starts as label propagation)
+    scribbles: bool = False  # interactive mode: the memory encoder also takes positive/negative stroke maps
     read: ReadConfig = field(default_factory=lambda: ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
 
 
@@ -46,21 +47,36 @@ class _Query:
     size: tuple[int, int]
 
 
-class ValueEncoder(nn.Module):
-    """(frame features, this object's mask, the other objects' masks) -> value map."""
+STROKE_CHANNELS = 2  # positive, negative
 
-    def __init__(self, in_dim: int, value_dim: int, width: int = 128) -> None:
+
+def paint_strokes(masks: Tensor, strokes: Tensor) -> Tensor:
+    """The user's strokes are certain: masks (B, K, H, W) set to 1 under positive and to 0 under
+    negative strokes (B, K, 2, H, W). Both training and the interactive engine go through here."""
+    return torch.where(strokes[:, :, 0] > 0.5, 1.0, torch.where(strokes[:, :, 1] > 0.5, 0.0, masks))
+
+
+class ValueEncoder(nn.Module):
+    """(frame features, this object's mask, the other objects' masks[, its positive and negative
+    strokes]) -> value map. The stroke channels come last, so a semi-supervised encoder's
+    weights load into an interactive one with those input channels set to zero."""
+
+    def __init__(self, in_dim: int, value_dim: int, width: int = 128, scribbles: bool = False) -> None:
         super().__init__()
-        self.conv_in = nn.Conv2d(in_dim + 2, width, 3, padding=1)
+        self.scribbles = scribbles
+        self.conv_in = nn.Conv2d(in_dim + 2 + (STROKE_CHANNELS if scribbles else 0), width, 3, padding=1)
         self.res = ResBlock(width)
         self.out = nn.Conv2d(width, value_dim, 3, padding=1)
 
-    def forward(self, features: Tensor, masks: Tensor) -> Tensor:
-        """features (B, C, h, w), masks (B, K, h, w) -> (B, K, 1 + value_dim, h, w)."""
+    def forward(self, features: Tensor, masks: Tensor, strokes: Tensor | None = None) -> Tensor:
+        """features (B, C, h, w), masks (B, K, h, w), strokes (B, K, 2, h, w) or None
+        -> (B, K, 1 + value_dim, h, w)."""
         b, k = masks.shape[:2]
         others = (masks.sum(1, keepdim=True) - masks).clamp(0, 1)
-        x = torch.cat([features[:, None].expand(-1, k, -1, -1, -1), masks[:, :, None], others[:, :, None]], dim=2)
-        v = self.out(F.relu(self.res(self.conv_in(x.flatten(0, 1)))))
+        parts = [features[:, None].expand(-1, k, -1, -1, -1), masks[:, :, None], others[:, :, None]]
+        if self.scribbles:
+            parts.append(strokes if strokes is not None else masks.new_zeros(b, k, STROKE_CHANNELS, *masks.shape[-2:]))
+        v = self.out(F.relu(self.res(self.conv_in(torch.cat(parts, dim=2).flatten(0, 1)))))
         return torch.cat([masks.flatten(0, 1)[:, None], v], dim=1).unflatten(0, (b, k))
 
 
@@ -116,7 +132,7 @@ class FrozenKeySTM(nn.Module):
         self.backbone = build_backbone(cfg.backbone, output_stride=cfg.output_stride, pretrained=cfg.pretrained)
         self.backbone.requires_grad_(False)
         c4, c8, ck = self.backbone.channels
-        self.value_encoder = ValueEncoder(ck + c8, cfg.value_dim)
+        self.value_encoder = ValueEncoder(ck + c8, cfg.value_dim, scribbles=cfg.scribbles)
         self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual)
         self.read = MemoryRead(cfg.read)
 
@@ -132,11 +148,16 @@ class FrozenKeySTM(nn.Module):
             f4, f8, fk = self.backbone(rgb)
         return _Query(F.normalize(fk, dim=1), fk, f8, f4, tuple(rgb.shape[-2:]))
 
-    def encode_values(self, query: _Query, object_probs: Tensor) -> Tensor:
-        """object_probs (B, K, H, W) -> values (B, K, 1 + Cv, h, w) on the key grid."""
+    def encode_values(self, query: _Query, object_probs: Tensor, strokes: Tensor | None = None) -> Tensor:
+        """object_probs (B, K, H, W), strokes (B, K, 2, H, W) or None -> values (B, K, 1 + Cv, h, w)
+        on the key grid. Strokes are painted into the masks, then max-pooled (thin lines must
+        survive the downsizing)."""
         grid = query.key.shape[-2:]
+        if strokes is not None:
+            object_probs = paint_strokes(object_probs, strokes)
+            strokes = F.adaptive_max_pool2d(strokes.flatten(1, 2), grid).unflatten(1, strokes.shape[1:3])
         masks = F.adaptive_avg_pool2d(object_probs, grid) if object_probs.shape[-2:] != grid else object_probs
-        return self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks)
+        return self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks, strokes)
 
     def object_logits(self, query: _Query, keys: Tensor, values: Tensor) -> Tensor:
         """keys (B, Ck, T, h, w), values (B, K, Cr, T, h, w) -> object logits (B, K, H, W)."""
@@ -144,17 +165,31 @@ class FrozenKeySTM(nn.Module):
         read = self.read(keys, values.flatten(1, 2), query.key).unflatten(1, (k, cr))  # (B, K, Cr, h, w)
         return self.decoder(read, torch.cat([query.fk, query.f8], dim=1), query.f4, query.size)
 
-    def forward(self, frames: Tensor, labels: Tensor, num_objects: Tensor) -> Tensor:
+    def forward(self, frames: Tensor, labels: Tensor, num_objects: Tensor,
+                interaction: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Training pass over clips, STM's recipe: frame 0 with its ground truth goes to memory;
         each later frame is predicted from the memory so far, then memorised with its predicted
         probabilities. frames (B, T, 3, H, W), labels (B, T, H, W) (only frame 0's are used),
-        num_objects (B,) -> log-probabilities (B, T-1, K+1, H, W), K = num_objects.max()."""
+        num_objects (B,) -> log-probabilities (B, T-1, K+1, H, W), K = num_objects.max().
+
+        ``interaction`` (interactive mode): (prior (B, K, H, W), strokes (B, K, 2, H, W)) on frame 0
+        instead of its ground truth, as the interactive engine does: frame 0 is memorised with the
+        prior and the strokes, predicted from that, then memorised with its prediction, and the
+        clip goes on from there; the output then covers all T frames."""
         b, t = frames.shape[:2]
         masks, valid = first_frame_targets(labels, num_objects)  # (B, K, H, W), (B, K)
         query = self.encode_query(frames.flatten(0, 1))
         per_frame = [_Query(*(x.unflatten(0, (b, t))[:, i] for x in (query.key, query.fk, query.f8, query.f4)),
                             query.size) for i in range(t)]
-        keys, values, out = [per_frame[0].key], [self.encode_values(per_frame[0], masks)], []
+        out, strokes = [], None
+        if interaction is not None:
+            prior, strokes = interaction
+            first = self.encode_values(per_frame[0], prior, strokes)
+            logits = self.object_logits(per_frame[0], per_frame[0].key[:, :, None], first[:, :, :, None])
+            masks, log_probs = aggregate_log_probs(torch.sigmoid(logits), valid)
+            masks = masks[:, 1:]
+            out.append(log_probs)
+        keys, values = [per_frame[0].key], [self.encode_values(per_frame[0], masks, strokes)]
         for i in range(1, t):
             logits = self.object_logits(per_frame[i], torch.stack(keys, 2), torch.stack(values, 3))  # (B, K, H, W)
             aggregated, log_probs = aggregate_log_probs(torch.sigmoid(logits), valid)
@@ -165,11 +200,13 @@ class FrozenKeySTM(nn.Module):
         return torch.stack(out, dim=1)
 
     # ---- engine interface -------------------------------------------------------------
-    def memorize(self, rgb: Tensor, query: _Query, probs: Tensor, object_ids: tuple[int, ...]) -> MemoryEntry:
-        """probs (K+1, H, W) -> an entry with the frame's key and a value per object."""
+    def memorize(self, rgb: Tensor, query: _Query, probs: Tensor, object_ids: tuple[int, ...],
+                 strokes: Tensor | None = None) -> MemoryEntry:
+        """probs (K+1, H, W), strokes (K, 2, H, W) or None -> an entry with the frame's key and a
+        value per object."""
         if self.config.hard_memory:
             probs = F.one_hot(probs.argmax(0), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
-        values = self.encode_values(query, probs[None, 1:])[0]  # (K, Cr, h, w)
+        values = self.encode_values(query, probs[None, 1:], None if strokes is None else strokes[None])[0]
         return MemoryEntry(key=query.key, value=values, object_ids=object_ids)
 
     def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> Tensor:

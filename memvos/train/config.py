@@ -26,6 +26,7 @@ class DataSpec:
     skip: list[int] = field(default_factory=lambda: [5, 25, 5])  # video: max frame skip curriculum
     split: str | None = "train"  # video: ImageSets/<split>.txt (DAVIS)
     exclude_last: int = 0  # video: hold out the last N sequences of the split
+    interaction_prior: str = "grabcut"  # interactive models: the simulated round's prior ('grabcut' or 'paint')
 
 
 @dataclass
@@ -90,6 +91,8 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
                       validate=_section(ValidateSpec, data.get("validate"), "validate"), name=data.get("name", name))
     if cfg.data.kind not in STAGE_KINDS:
         raise ValueError(f"data.kind must be one of {STAGE_KINDS}, got {cfg.data.kind!r}")
+    if cfg.data.interaction_prior not in ("grabcut", "paint"):
+        raise ValueError(f"data.interaction_prior must be 'grabcut' or 'paint', got {cfg.data.interaction_prior!r}")
     if not cfg.data.roots:
         raise ValueError("data.roots is empty: give the image folders (static) or the dataset root (video)")
     if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.checkpoint_every < 1:

@@ -18,6 +18,7 @@ import torch
 from memvos.data.datasets import open_dataset
 from memvos.data.frames import list_images, read_rgb
 from memvos.data.masks import object_ids, read_mask
+from memvos.data.scribbles import grabcut_prior, simulate_interaction
 from memvos.data.static_clips import ClipAugment, TrainingClip, hide_probability, make_training_clip, pick_objects
 from memvos.errors import InputError
 
@@ -27,10 +28,35 @@ class Sample:
     frames: torch.Tensor  # (T, 3, S, S) float in [0, 1]
     labels: torch.Tensor  # (T, S, S) long, objects 1..K, 0 background
     num_objects: int
+    prior: torch.Tensor | None = None  # interactive: (K, S, S) frame 0's mask before the user's strokes
+    strokes: torch.Tensor | None = None  # interactive: (K, 2, S, S) positive, negative strokes on frame 0
 
 
 def sample_rng(seed: int, number: int) -> np.random.Generator:
     return np.random.default_rng([seed, number])
+
+
+def interaction_rng(seed: int, number: int) -> np.random.Generator:
+    """The simulated user of sample ``number``: its own stream, so that switching interaction on
+    leaves the clips themselves unchanged."""
+    return np.random.default_rng([seed, number, 7])
+
+
+def with_interaction(sample: Sample, rng: np.random.Generator, prior: str = "grabcut") -> Sample:
+    """Add a simulated round of user input on frame 0: the mask before the round and the
+    user's strokes. ``prior: grabcut`` turns them into GrabCut's guess first, exactly as the
+    interactive engine does before its network sees them ('paint': the strokes alone)."""
+    labels = sample.labels[0].numpy()
+    masks = np.stack([labels == k for k in range(1, sample.num_objects + 1)]) if sample.num_objects else \
+        np.zeros((0, *labels.shape), bool)
+    before, positive, negative = simulate_interaction(masks, rng)
+    if prior == "grabcut" and sample.num_objects:
+        image = cv2.cvtColor((sample.frames[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+                             cv2.COLOR_RGB2BGR)
+        before = np.stack([grabcut_prior(image, m, p, n) if p.any() else m for m, p, n in zip(before, positive, negative)])
+    strokes = np.stack([positive, negative], axis=1).astype(np.float32)
+    return Sample(sample.frames, sample.labels, sample.num_objects, torch.from_numpy(before.astype(np.float32)),
+                  torch.from_numpy(strokes))
 
 
 def item_for(seed: int, number: int, size: int) -> int:
@@ -196,3 +222,18 @@ def collate(samples: list[Sample], max_objects: int) -> tuple[torch.Tensor, torc
     if int(counts.max()) > max_objects:
         raise ValueError(f"a sample has {int(counts.max())} objects, more than max_objects={max_objects}")
     return frames, labels, counts
+
+
+def collate_interaction(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> prior (B, K, S, S) and strokes (B, K, 2, S, S), K = the most objects in a sample
+    (at least 1), zero-padded like the labels' missing objects."""
+    k = max(max(s.num_objects for s in samples), 1)
+    size = samples[0].labels.shape[-2:]
+    prior = torch.zeros(len(samples), k, *size)
+    strokes = torch.zeros(len(samples), k, 2, *size)
+    for i, s in enumerate(samples):
+        if s.prior is None or s.strokes is None:
+            raise ValueError("interactive training needs samples with a simulated interaction")
+        prior[i, : s.num_objects] = s.prior
+        strokes[i, : s.num_objects] = s.strokes
+    return prior, strokes

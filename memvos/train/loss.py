@@ -22,6 +22,8 @@ def bootstrap_fraction(iteration: int, warmup: int, top: float) -> float:
 
 
 def clip_loss(log_probs: Tensor, labels: Tensor, top: float) -> Tensor:
-    """log_probs (B, T-1, C, H, W) for frames 1.. of labels (B, T, H, W)."""
-    return bootstrapped_ce(log_probs.flatten(0, 1), labels[:, 1:].flatten(0, 1), top)
+    """log_probs (B, N, C, H, W) for the last N frames of labels (B, T, H, W): frames 1.. in
+    the semi-supervised pass (N = T-1), all frames in the interactive one (N = T)."""
+    n = log_probs.shape[1]
+    return bootstrapped_ce(log_probs.flatten(0, 1), labels[:, labels.shape[1] - n :].flatten(0, 1), top)
 

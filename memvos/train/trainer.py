@@ -32,7 +32,15 @@ from memvos.errors import InputError
 from memvos.model.factory import build_model, load_checkpoint, save_checkpoint
 from memvos.model.memory_read import ReadConfig
 from memvos.train.config import TrainConfig, config_to_dict
-from memvos.train.data import StaticClips, VideoClips, collate, skip_curriculum
+from memvos.train.data import (
+    StaticClips,
+    VideoClips,
+    collate,
+    collate_interaction,
+    interaction_rng,
+    skip_curriculum,
+    with_interaction,
+)
 from memvos.train.loss import bootstrap_fraction, clip_loss
 from memvos.train.validate import validate, validation_sequences
 
@@ -95,10 +103,27 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
         if not Path(path).is_file():
             raise InputError(path, "initial weights not found")
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    state = widen_inputs(state, model.state_dict())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(path, f"weights do not fit the model: missing {list(missing)[:3]}, "
                                f"unexpected {list(unexpected)[:3]}")
+
+
+def widen_inputs(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convolutions of ``reference`` that take more input channels than those of ``state``
+    (an interactive model's stroke channels, started from semi-supervised weights) get the
+    old weights for the old channels and zeros for the new ones, so they start as the old model."""
+    out = dict(state)
+    for name, old in state.items():
+        new = reference.get(name)
+        if new is None or new.shape == old.shape or new.dim() != 4 or old.dim() != 4:
+            continue
+        if new.shape[0] == old.shape[0] and new.shape[2:] == old.shape[2:] and new.shape[1] > old.shape[1]:
+            wide = torch.zeros(new.shape, dtype=old.dtype)
+            wide[:, : old.shape[1]] = old
+            out[name] = wide
+    return out
 
 
 def rng_state() -> dict[str, Any]:
@@ -135,6 +160,7 @@ class Trainer:
         self.inference_read = self.memvos_config.read
         self.train_read = ReadConfig(**{**vars(self.inference_read), "mode": "stm"})  # no KMN kernel in training
         self.model = build_model(self.memvos_config, pretrained=self.memvos_config.model.get("pretrained", True))
+        self.interactive = bool(self.memvos_config.model.get("scribbles", False))  # train with a simulated user
         if cfg.init:
             load_initial_weights(self.model, cfg.init)
         self.model.read.config = self.train_read
@@ -209,19 +235,26 @@ class Trainer:
                     self.tensorboard.add_scalar(key, float(row[key]), row["iteration"])
 
     # ---- the loop -----------------------------------------------------------------------
-    def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This rank's clips for ``iteration``: global sample numbers never overlap across ranks."""
+    def batch(self, iteration: int) -> tuple[torch.Tensor, ...]:
+        """This rank's clips for ``iteration`` (global sample numbers never overlap across ranks):
+        frames, labels, object counts, and for an interactive model the simulated user's prior
+        masks and strokes on frame 0."""
         spec, total = self.cfg.train, self.cfg.train.iterations
         first = (iteration * self.dist.world + self.dist.rank) * spec.batch_size
-        samples = [self.dataset.sample(spec.seed, first + j, iteration, total) for j in range(spec.batch_size)]
-        return collate(samples, self.cfg.data.max_objects)
+        numbers = range(first, first + spec.batch_size)
+        samples = [self.dataset.sample(spec.seed, n, iteration, total) for n in numbers]
+        if not self.interactive:
+            return collate(samples, self.cfg.data.max_objects)
+        prior = self.cfg.data.interaction_prior
+        samples = [with_interaction(s, interaction_rng(spec.seed, n), prior) for s, n in zip(samples, numbers)]
+        return (*collate(samples, self.cfg.data.max_objects), *collate_interaction(samples))
 
     def step(self, iteration: int) -> float:
         spec = self.cfg.train
-        frames, labels, counts = (x.to(self.device) for x in self.batch(iteration))
+        frames, labels, counts, *interaction = (x.to(self.device) for x in self.batch(iteration))
         top = bootstrap_fraction(iteration, spec.bootstrap_warmup, spec.bootstrap_top)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-            log_probs = self.net(frames, labels, counts)
+            log_probs = self.net(frames, labels, counts, *([tuple(interaction)] if interaction else []))
         loss = clip_loss(log_probs.float(), labels, top)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -84,3 +84,57 @@ def test_residual_decoder_starts_as_label_propagation():
         read_mask = net.read(keys, values.flatten(1, 2), query.key)[:, 0:1]
         prior = F.interpolate(read_mask, size=(64, 64), mode="bilinear", align_corners=False).clamp(0.01, 0.99)
     torch.testing.assert_close(torch.sigmoid(logits), prior, atol=1e-5, rtol=1e-4)  # (1, K=1, H, W)
+
+
+@pytest.fixture(scope="module")
+def interactive():
+    torch.manual_seed(1)
+    cfg = FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False, scribbles=True,
+                          read=ReadConfig(mode="stm", top_k=5, temperature=0.1))
+    return FrozenKeySTM(cfg)
+
+
+def test_strokes_are_painted_into_the_memorised_mask_and_reach_the_encoder(interactive):
+    interactive.eval()
+    query = interactive.encode_query(torch.rand(1, 3, 64, 64))
+    probs = torch.zeros(1, 1, 64, 64)
+    strokes = torch.zeros(1, 1, 2, 64, 64)
+    strokes[0, 0, 0, 8:16, 8:16] = 1  # positive: a cell's worth of pixels becomes object
+    values = interactive.encode_values(query, probs, strokes)
+    assert values[0, 0, 0, 1, 1] == 1 and values[0, 0, 0].sum() == 1  # channel 0: the painted, pooled mask
+    torch.nn.init.normal_(interactive.value_encoder.conv_in.weight)
+    thin = torch.zeros(1, 1, 2, 64, 64)
+    thin[0, 0, 1, 40, :] = 1  # a 1-pixel negative line survives pooling as a stroke channel
+    assert not torch.equal(interactive.encode_values(query, probs, thin), interactive.encode_values(query, probs))
+
+
+def test_interactive_training_pass_predicts_the_annotated_frame_too(interactive):
+    interactive.train()
+    frames = torch.rand(2, 3, 3, 64, 64)
+    labels = torch.zeros(2, 3, 64, 64, dtype=torch.long)
+    labels[:, :, 10:30, 10:30] = 1
+    labels[0, :, 40:60, 40:60] = 2
+    counts = torch.tensor([2, 1])
+    prior = torch.zeros(2, 2, 64, 64)
+    strokes = torch.zeros(2, 2, 2, 64, 64)
+    strokes[:, 0, 0, 16:24, 8:24] = 1  # a thick positive stroke filling two key cells
+    torch.nn.init.normal_(interactive.decoder.predict.weight, std=0.01)  # as after some training (it starts at 0)
+    out = interactive(frames, labels, counts, (prior, strokes))
+    assert out.shape == (2, 3, 3, 64, 64)  # all three frames, the annotated one first
+    assert torch.allclose(out.exp().sum(2), torch.ones(2, 3, 64, 64), atol=1e-4)
+    assert out[:, 0, 1, 18:22, 10:22].exp().mean() > 0.5  # the painted prior carries the stroke (decoder untrained)
+    out.mean().backward()
+    assert interactive.value_encoder.conv_in.weight.grad[:, -2:].abs().sum() > 0  # stroke channels learn
+    interactive.zero_grad()
+
+
+def test_semi_supervised_weights_widen_into_an_interactive_model_unchanged(model, interactive):
+    from memvos.train.trainer import widen_inputs
+
+    state = widen_inputs(model.state_dict(), interactive.state_dict())
+    interactive.load_state_dict(state)
+    assert interactive.value_encoder.conv_in.weight[:, -2:].abs().sum() == 0
+    model.eval(), interactive.eval()
+    query = model.encode_query(torch.rand(1, 3, 64, 64))
+    probs = torch.rand(1, 2, 64, 64)
+    assert torch.allclose(model.encode_values(query, probs), interactive.encode_values(query, probs), atol=1e-6)

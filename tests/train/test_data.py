@@ -91,6 +91,11 @@ def test_shipped_training_configs_parse():
     repo = Path(__file__).resolve().parents[2]
     assert (repo / stages["stage2-davis"].init).is_file()  # stage 2 starts from committed weights
     assert stages["stage2-davis"].data.kind == "video" and stages["stage2-davis"].data.exclude_last == 6
+    interactive = stages["interactive-davis"]
+    assert (repo / interactive.init).is_file() and interactive.data.exclude_last == 6
+    from memvos.config import load_config
+
+    assert load_config(interactive.model).model["scribbles"] is True
 
 
 def test_objects_missing_from_the_reference_frame_become_background():
@@ -104,3 +109,24 @@ def test_objects_missing_from_the_reference_frame_become_background():
     assert sample.num_objects == 2
     assert sample.labels[0, 1, 1] == 2 and sample.labels[1, 0, 0] == 2  # 3 -> 2
     assert sample.labels[1, 2, 2] == 0 and sample.labels[2, 3, 3] == 1
+
+
+def test_a_simulated_interaction_is_deterministic_and_padded_by_collate(static_root):
+    from memvos.train.data import collate_interaction, interaction_rng, with_interaction
+
+    data = StaticClips([static_root], ClipAugment(crop=32, max_objects=2))
+    samples = [data.sample(0, i, 0, 1) for i in range(3)]
+    first = [with_interaction(s, interaction_rng(0, i)) for i, s in enumerate(samples)]
+    again = [with_interaction(s, interaction_rng(0, i)) for i, s in enumerate(samples)]
+    for a, b, s in zip(first, again, samples):
+        assert torch.equal(a.strokes, b.strokes) and torch.equal(a.prior, b.prior)
+        assert a.prior.shape == (s.num_objects, 32, 32) and a.strokes.shape == (s.num_objects, 2, 32, 32)
+        for k in range(s.num_objects):  # positive strokes lie on the object's frame-0 mask
+            assert not (a.strokes[k, 0].bool() & (s.labels[0] != k + 1)).any()
+    prior, strokes = collate_interaction(first)
+    k = max(max(s.num_objects for s in samples), 1)
+    assert prior.shape == (3, k, 32, 32) and strokes.shape == (3, k, 2, 32, 32)
+    for i, s in enumerate(samples):
+        assert not strokes[i, s.num_objects:].any()  # padding objects have no strokes
+    with pytest.raises(ValueError, match="simulated interaction"):
+        collate_interaction(samples)

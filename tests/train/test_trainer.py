@@ -166,3 +166,22 @@ def test_the_stm_network_trains_with_the_same_pipeline(tmp_path):
     changed = [k for k, v in trained.items() if k.startswith(("decoder", "memory_encoder"))
                and v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("decoder") for k in changed) and any(k.startswith("memory_encoder") for k in changed)
+
+
+def test_interactive_model_trains_from_semi_supervised_weights_with_a_simulated_user(tmp_path):
+    """scribbles: true trains with a simulated round on frame 0 and starts from a semi-supervised
+    export (its value encoder widened with zero stroke weights); the stroke weights then learn."""
+    semi = train_config_from_dict(tiny_config(tmp_path / "semi", iterations=1))
+    start = Trainer(semi).run()
+    data = tiny_config(tmp_path, kind="video", iterations=2)
+    data["model"]["model"]["scribbles"] = True
+    data["init"] = str(start)
+    cfg = train_config_from_dict(data)
+    trainer = Trainer(cfg, out=tmp_path / "unused")
+    assert trainer.interactive and trainer.model.value_encoder.conv_in.weight[:, -2:].abs().sum() == 0
+    _, _, counts, prior, strokes = trainer.batch(0)
+    assert prior.shape == (2, int(counts.max()), 64, 64) and strokes.shape == (2, int(counts.max()), 2, 64, 64)
+    final = Trainer(cfg).run()
+    model, config = load_checkpoint(final)
+    assert config.model["scribbles"] is True
+    assert model.value_encoder.conv_in.weight[:, -2:].abs().sum() > 0

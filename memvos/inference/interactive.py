@@ -1,0 +1,437 @@
+"""Interactive segmentation: rounds of user input (strokes, clicks or a mask on any frame) and
+propagation to the whole video, as in STM's interactive mode.
+
+    session = InteractiveSession(frames)                 # (T, H, W, 3) array or a frame source
+    session.interact(12, object_id=1, positive=strokes)  # the frame's new mask, at once
+    session.propagate(progress=print)                    # spread the round to every frame
+    session.interact(40, object_id=1, negative=strokes)  # correct a bad frame ...
+    session.propagate()                                  # ... and update the others
+    session.undo()                                       # back to before the last round
+    labels = session.masks()                             # (T, H, W) uint8, the user's ids
+
+A round: the annotated frame t enters memory for good (frame + current mask + strokes), every
+other frame is a query, propagation runs forward and backward from t. Frames between t and an
+earlier round's annotated frame a blend the two rounds' results by temporal distance (the
+weight of the new round falls to 0 at a), and propagation stops at a, so a correction never
+damages frames the user already fixed. Memory per direction follows the streaming engine's
+policy (annotated frames, the previous frame, every N-th, a cap), so RAM stays bounded; the
+results are stored as 8-bit probabilities at the processing size.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from memvos.data.scribbles import click_disks, grabcut_prior
+from memvos.errors import InputError
+from memvos.inference.memory import MemoryBank, MemoryPolicy
+from memvos.model.base import MemoryEntry
+from memvos.model.frozen_key import STROKE_CHANNELS
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+INTERACTIVE_WEIGHTS = WEIGHTS_DIR / "memvos-interactive.safetensors"
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool] | threading.Event
+
+
+@dataclass
+class InteractiveConfig:
+    """memory: the policy of each propagation pass; max_short_side: frames are processed
+    downsized to this (None: full size); prior: how the annotated frame's mask is guessed from
+    strokes before the network refines it — 'grabcut' (OpenCV's GrabCut seeded with the strokes
+    and the current mask) or 'paint' (the current mask with the strokes painted in)."""
+
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    max_short_side: int | None = 480
+    prior: str = "grabcut"
+    grabcut_iterations: int = 3
+    undo_depth: int = 8  # rounds that can be undone (each keeps the masks it replaced)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.prior not in ("grabcut", "paint"):
+            raise ValueError(f"prior must be 'grabcut' or 'paint', not {self.prior!r}")
+
+
+@dataclass
+class _Annotation:
+    """What the user gave on one frame in one round: strokes per object at processing size."""
+
+    strokes: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (2, h, w) bool: positive, negative
+    entry: MemoryEntry | None = None
+
+
+@dataclass
+class _State:
+    """Everything a round changes; undo restores the previous one (dicts are copied shallowly:
+    arrays are replaced, never modified in place, so snapshots are cheap)."""
+
+    ids: tuple[int, ...] = ()
+    probs: dict[int, tuple[tuple[int, ...], np.ndarray]] = field(default_factory=dict)  # frame -> (ids, (K+1,h,w) u8)
+    annotations: dict[int, _Annotation] = field(default_factory=dict)  # frame -> annotation (memory: permanent)
+
+    def copy(self) -> _State:
+        return _State(self.ids, dict(self.probs), dict(self.annotations))
+
+
+def load_interactive_model(source: str | Path | None = None, device: str = "cpu"):
+    """The interactive model: a checkpoint, else the shipped interactive weights, else the
+    semi-supervised default (strokes then only act through the prior and the painted mask)."""
+    from memvos.model.factory import load_model
+
+    if source is None and INTERACTIVE_WEIGHTS.is_file():
+        source = INTERACTIVE_WEIGHTS
+    return load_model(source, device)
+
+
+class InteractiveSession:
+    """One video, rounds of user input; see the module docstring."""
+
+    def __init__(self, frames, model=None, config: InteractiveConfig | None = None, memvos_config=None) -> None:
+        if model is None:
+            model, memvos_config = load_interactive_model()
+        self.model = model
+        self.config = config or InteractiveConfig(
+            memory=memvos_config.inference.memory if memvos_config is not None else MemoryPolicy())
+        self.frames = frames
+        if len(frames) == 0:
+            raise InputError(None, "the video has no frames")
+        first = frames[0]
+        self.height, self.width = first.shape[:2]
+        self.size = _processing_size(self.height, self.width, self.config.max_short_side)
+        self.device = torch.device(self.config.device)
+        self._state = _State()
+        self._undo: list[_State] = []
+        self._round: set[int] | None = None  # frames annotated in the open round
+        self._busy = threading.Lock()
+
+    # ---- what the user sees -----------------------------------------------------------------
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        return self._state.ids
+
+    @property
+    def annotated_frames(self) -> list[int]:
+        return sorted(self._state.annotations)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def probabilities(self, index: int) -> Tensor:
+        """(K+1, h, w) float probabilities of frame ``index`` at processing size, channels in
+        ``object_ids`` order (frames never segmented: background)."""
+        return self._probs(index, self._state.ids)
+
+    def mask(self, index: int) -> np.ndarray:
+        """(H, W) uint8 labels of one frame, full size."""
+        self._check_frame(index)
+        probs = self.probabilities(index)
+        if probs.shape[-2:] != (self.height, self.width):
+            probs = F.interpolate(probs[None], size=(self.height, self.width), mode="bilinear", align_corners=False)[0]
+        lut = np.array((0, *self._state.ids), dtype=np.uint8)
+        return lut[probs.argmax(0).numpy()]
+
+    def masks(self) -> np.ndarray:
+        """(T, H, W) uint8 labels of every frame, the user's ids."""
+        return np.stack([self.mask(i) for i in range(len(self.frames))])
+
+    # ---- rounds -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def interact(self, frame: int, object_id: int, positive: np.ndarray | None = None,
+                 negative: np.ndarray | None = None, clicks: Sequence[Sequence[float]] | None = None,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+        """Annotate ``object_id`` on ``frame``: strokes (bool (H, W) maps), clicks ((x, y) points,
+        or (x, y, positive) with positive False for a negative click; drawn as small disks) or a
+        full bool mask. Returns the frame's new (H, W) labels; ``propagate()`` spreads the round."""
+        self._check_frame(frame)
+        if not 1 <= int(object_id) <= 254:
+            raise InputError(None, f"object id {object_id} out of range 1..254")
+        if positive is None and negative is None and clicks is None and mask is None:
+            raise InputError(None, "interact needs strokes, clicks or a mask")
+        pos, neg = self._user_strokes(positive, negative, clicks)
+        self._open_round()
+        state = self._state
+        if object_id not in state.ids:
+            state.ids = state.ids + (int(object_id),)
+        annotation = state.annotations.get(frame)
+        annotation = _Annotation(dict(annotation.strokes) if annotation else {})  # earlier strokes still hold
+        if mask is not None:
+            full = self._check_map(mask, "mask")
+            pos, neg = _resize_bool(full, self.size), _resize_bool(~full, self.size)
+        old = annotation.strokes.get(object_id)
+        neg = neg & ~pos  # a pixel both ways at once: positive
+        if old is not None:  # the newer stroke wins where it crosses an older one
+            pos, neg = (old[0] & ~neg) | pos, (old[1] & ~pos) | neg
+        strokes = np.stack([pos, neg])
+        annotation.strokes[object_id] = strokes
+        self._round.add(frame)
+        self._segment_annotated(frame, annotation, given_mask=mask is not None, object_id=object_id)
+        return self.mask(frame)
+
+    @torch.inference_mode()
+    def propagate(self, progress: Progress | None = None, cancel: Cancel | None = None) -> bool:
+        """Spread the open round from its annotated frame(s) to the video, forward and backward.
+        ``progress(done, total)`` after each frame; ``cancel()`` (or a set ``threading.Event``)
+        stops between frames: the frames done so far keep their new masks, the round stays open
+        (``undo`` reverts it all). Returns False when cancelled."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("a propagation is already running in this session")
+        try:
+            if not self._round:
+                return True
+            sources = sorted(self._round)
+            plan = [(t, step, stop) for t in sources for step, stop in self._directions(t)]
+            total = sum(abs(stop - t) - 1 for t, _, stop in plan)
+            done = 0
+            for t, step, stop in plan:
+                for _ in self._propagate_from(t, step, stop):
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                    if _cancelled(cancel):
+                        return False
+            self._round = None
+            return True
+        finally:
+            self._busy.release()
+
+    def undo(self) -> bool:
+        """Revert the last round (or the open one); False when there is nothing to undo."""
+        if not self._undo:
+            return False
+        self._state = self._undo.pop()
+        self._round = None
+        return True
+
+    def remove_object(self, object_id: int) -> None:
+        """Stop segmenting ``object_id`` (its pixels become background); undo brings it back."""
+        if object_id not in self._state.ids:
+            raise InputError(None, f"object {object_id} is not in this session (objects: {list(self._state.ids)})")
+        self._close_round()
+        self._push_undo()
+        self._state = self._state.copy()
+        self._state.ids = tuple(i for i in self._state.ids if i != object_id)
+
+    # ---- the annotated frame ------------------------------------------------------------------
+    def _segment_annotated(self, frame: int, annotation: _Annotation, given_mask: bool, object_id: int) -> None:
+        """The annotated frame's new probabilities: a prior from the strokes, the network's read of
+        memory (earlier rounds' annotated frames + this one, memorised with the prior and the
+        strokes), strokes enforced; then the frame is memorised again with the result."""
+        ids = self._state.ids
+        rgb = self._rgb(frame)
+        current = self._probs(frame, ids)
+        strokes = self._stroke_tensor(annotation, ids)  # (K, 2, h, w)
+        query = self.model.encode_query(rgb)
+        if given_mask:  # the mask's strokes cover the whole frame for that object
+            probs = _enforce(current, strokes)
+        else:
+            prior = self._prior(frame, current, annotation, ids)
+            entry = self.model.memorize(rgb, query, prior, ids, **self._stroke_arg(strokes))
+            memory = [a.entry for f, a in self._state.annotations.items() if f != frame and a.entry is not None]
+            probs = self.model.segment(query, memory + [entry], ids)
+            probs = _enforce(probs, strokes)
+        annotation.entry = self.model.memorize(rgb, query, probs, ids, **self._stroke_arg(strokes))
+        self._state.annotations[frame] = annotation
+        self._store(frame, probs, ids)
+
+    def _prior(self, frame: int, current: Tensor, annotation: _Annotation, ids: tuple[int, ...]) -> Tensor:
+        """(K+1, h, w): the current probabilities with each annotated object's channel replaced
+        by its guess from the strokes (GrabCut or painting), then renormalised."""
+        objects = current[1:].clone()
+        image = None
+        for obj, strokes in annotation.strokes.items():
+            k = ids.index(obj)
+            positive = torch.from_numpy(strokes[0])
+            negative = torch.from_numpy(strokes[1])
+            for other, s in annotation.strokes.items():  # another object's positive strokes are not this one
+                if other != obj:
+                    negative = negative | torch.from_numpy(s[0])
+            guess = objects[k]
+            if self.config.prior == "grabcut" and bool(positive.any()):
+                image = self._bgr(frame) if image is None else image
+                guess = torch.from_numpy(grabcut_prior(image, guess.numpy(), positive.numpy(), negative.numpy(),
+                                                       self.config.grabcut_iterations))
+            guess = torch.where(positive, 1.0, torch.where(negative, 0.0, guess))
+            objects[k] = guess
+            for j in range(len(ids)):  # the others give way where this object is now certain
+                if j != k:
+                    objects[j] = torch.where(guess > 0.5, objects[j] * (1 - guess), objects[j])
+        background = (1 - objects.sum(0, keepdim=True)).clamp(min=0)
+        return _normalise(torch.cat([background, objects]))
+
+    # ---- propagation --------------------------------------------------------------------------
+    def _directions(self, t: int) -> list[tuple[int, int]]:
+        """(step, stop) for forward and backward: stop at the nearest other annotated frame
+        (exclusive), or one past the video's end."""
+        after = [a for a in self._state.annotations if a > t]
+        before = [a for a in self._state.annotations if a < t]
+        return [(1, min(after, default=len(self.frames))), (-1, max(before, default=-1))]
+
+    def _propagate_from(self, t: int, step: int, stop: int):
+        """Segment frames t+step .. stop-step in order, yielding after each one."""
+        ids = self._state.ids
+        bank = MemoryBank(self.config.memory)
+        for f in sorted(self._state.annotations):
+            entry = self._state.annotations[f].entry
+            if entry is not None:
+                bank.add(f, entry, permanent=True)
+        fixed_at_stop = 0 <= stop < len(self.frames)
+        for f in range(t + step, stop, step):
+            rgb = self._rgb(f)
+            query = self.model.encode_query(rgb)
+            new = self.model.segment(query, bank.entries(), ids)
+            if fixed_at_stop and f in self._state.probs:
+                w = abs(stop - f) / (abs(stop - f) + abs(f - t))  # 1 next to t, 0 at the earlier annotation
+                new = _normalise(w * new + (1 - w) * self._probs(f, ids))
+            bank.add(f, self.model.memorize(rgb, query, new, ids))
+            self._store(f, new, ids)
+            yield f
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _open_round(self) -> None:
+        if self._round is None:
+            self._push_undo()
+            self._state = self._state.copy()
+            self._round = set()
+
+    def _close_round(self) -> None:
+        self._round = None
+
+    def _push_undo(self) -> None:
+        self._undo = self._undo[-(self.config.undo_depth - 1):] if self.config.undo_depth > 1 else []
+        self._undo.append(self._state.copy())
+
+    def _check_frame(self, index: int) -> None:
+        if not 0 <= index < len(self.frames):
+            raise InputError(None, f"frame {index} out of range: the video has {len(self.frames)} frames")
+
+    def _check_map(self, array: np.ndarray, what: str) -> np.ndarray:
+        array = np.asarray(array)
+        if array.shape != (self.height, self.width):
+            raise InputError(None, f"{what} is {array.shape[1] if array.ndim > 1 else '?'}x{array.shape[0]}, "
+                                   f"the video is {self.width}x{self.height}")
+        return array.astype(bool)
+
+    def _user_strokes(self, positive, negative, clicks) -> tuple[np.ndarray, np.ndarray]:
+        """Full-size user input -> (positive, negative) bool maps at processing size."""
+        shape = (self.height, self.width)
+        pos = self._check_map(positive, "positive strokes") if positive is not None else np.zeros(shape, bool)
+        neg = self._check_map(negative, "negative strokes") if negative is not None else np.zeros(shape, bool)
+        if clicks:
+            points = [(float(c[0]), float(c[1]), bool(c[2]) if len(c) > 2 else True) for c in clicks]
+            try:
+                good = [(x, y) for x, y, p in points if p]
+                bad = [(x, y) for x, y, p in points if not p]
+                pos = pos | (click_disks(good, shape) if good else False)
+                neg = neg | (click_disks(bad, shape) if bad else False)
+            except ValueError as err:
+                raise InputError(None, str(err)) from None
+        return _resize_bool(pos, self.size), _resize_bool(neg, self.size)
+
+    def _rgb(self, index: int) -> Tensor:
+        """(1, 3, h, w) float frame at processing size."""
+        frame = np.ascontiguousarray(self.frames[index])
+        if frame.shape[:2] != (self.height, self.width):
+            raise InputError(None, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                                   f"frame 0 is {self.width}x{self.height}")
+        x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1)[None].float() / 255
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def _bgr(self, index: int) -> np.ndarray:
+        frame = np.ascontiguousarray(self.frames[index])
+        if frame.shape[:2] != self.size:
+            frame = cv2.resize(frame, self.size[::-1], interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+    def _probs(self, index: int, ids: tuple[int, ...]) -> Tensor:
+        """Stored probabilities of a frame for ``ids`` (objects it did not know: 0; removed ones:
+        their mass goes to the background)."""
+        out = torch.zeros(len(ids) + 1, *self.size)
+        stored = self._state.probs.get(index)
+        if stored is None:
+            out[0] = 1
+            return out
+        known, array = stored
+        values = torch.from_numpy(array).float() / 255
+        for k, obj in enumerate(ids):
+            if obj in known:
+                out[k + 1] = values[known.index(obj) + 1]
+        out[0] = (1 - out[1:].sum(0)).clamp(min=0)
+        return _normalise(out)
+
+    def _store(self, index: int, probs: Tensor, ids: tuple[int, ...]) -> None:
+        array = (probs.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        self._state.probs[index] = (ids, array)
+
+    def _stroke_tensor(self, annotation: _Annotation, ids: tuple[int, ...]) -> Tensor:
+        """(K, 2, h, w) float strokes of a frame's annotation; another object's positive strokes
+        count as negative ones (a stroke says which object a pixel belongs to)."""
+        out = torch.zeros(len(ids), STROKE_CHANNELS, *self.size)
+        for obj, strokes in annotation.strokes.items():
+            if obj not in ids:
+                continue
+            k = ids.index(obj)
+            out[k] = torch.maximum(out[k], torch.from_numpy(strokes).float())
+            for j in range(len(ids)):
+                if j != k:
+                    out[j, 1] = torch.maximum(out[j, 1], torch.from_numpy(strokes[0]).float())
+        out[:, 1] *= 1 - out[:, 0]
+        return out
+
+    def _stroke_arg(self, strokes: Tensor) -> dict:
+        """Only models with stroke inputs take them (the semi-supervised model is driven too)."""
+        return {"strokes": strokes} if getattr(getattr(self.model, "config", None), "scribbles", False) else {}
+
+
+def _processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
+    if max_short_side is None or min(h, w) <= max_short_side:
+        return h, w
+    factor = max_short_side / min(h, w)
+    return max(round(h * factor), 1), max(round(w * factor), 1)
+
+
+def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Downsizing keeps thin strokes: a processing pixel is set if any full-size pixel under it is."""
+    if mask.shape == size:
+        return mask.copy()
+    resized = cv2.resize(mask.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA)
+    return resized > 0
+
+
+def _enforce(probs: Tensor, strokes: Tensor) -> Tensor:
+    """(K+1, h, w) probabilities with every stroke obeyed: positive pixels belong to their object,
+    negative ones lose that object."""
+    out = probs.clone()
+    for k in range(strokes.shape[0]):
+        out[k + 1] = torch.where(strokes[k, 1] > 0.5, 0.0, out[k + 1])
+    out = _normalise(out)
+    for k in range(strokes.shape[0]):
+        positive = strokes[k, 0] > 0.5
+        one = torch.zeros_like(out[:, 0, 0])
+        one[k + 1] = 1
+        out = torch.where(positive[None], one[:, None, None], out)
+    return out
+
+
+def _normalise(probs: Tensor) -> Tensor:
+    total = probs.sum(0, keepdim=True)
+    fallback = torch.zeros_like(probs)
+    fallback[0] = 1
+    return torch.where(total > 1e-6, probs / total.clamp(min=1e-6), fallback)
+
+
+def _cancelled(cancel: Cancel | None) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())

@@ -1,0 +1,193 @@
+"""The interactive session on synthetic clips, driven by an untrained interactive frozen-key model
+(ImageNet Lite0 keys; its decoder starts as label propagation, so results are meaningful)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from memvos.data.scribbles import grabcut_prior
+from memvos.data.synthetic import make_synthetic_clip
+from memvos.errors import InputError
+from memvos.eval.metrics import jaccard
+from memvos.inference.interactive import InteractiveConfig, InteractiveSession, _enforce
+from memvos.inference.memory import MemoryPolicy
+from memvos.model.frozen_key import FrozenKeyConfig, FrozenKeySTM
+from memvos.model.memory_read import ReadConfig
+
+CONFIG = InteractiveConfig(memory=MemoryPolicy(every=5, recent=1, max_frames=6), max_short_side=None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = FrozenKeyConfig(value_dim=8, decoder_dim=8, scribbles=True,
+                          read=ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
+    return FrozenKeySTM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    made = make_synthetic_clip(n_frames=12, size=(128, 192), n_objects=2, seed=6)
+    return SimpleNamespace(frames=np.stack(list(made.frames)), labels=np.stack(made.labels))
+
+
+def session_for(clip, model, **overrides) -> InteractiveSession:
+    config = InteractiveConfig(**{**vars(CONFIG), **overrides})
+    return InteractiveSession(clip.frames, model=model, config=config)
+
+
+def mean_j(pred: np.ndarray, truth: np.ndarray, obj: int, frames) -> float:
+    return float(np.mean([jaccard(truth[t] == obj, pred[t] == obj) for t in frames]))
+
+
+def test_a_mask_round_propagates_to_every_frame(clip, model):
+    session = session_for(clip, model)
+    for obj in (1, 2):
+        session.interact(0, obj, mask=clip.labels[0] == obj)
+    assert (session.mask(0) == clip.labels[0]).all()  # the given masks, exactly
+    calls = []
+    assert session.propagate(progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (11, 11) and len(calls) == 11
+    masks = session.masks()
+    assert masks.shape == clip.labels.shape and masks.dtype == np.uint8
+    for obj in (1, 2):
+        assert mean_j(masks, clip.labels, obj, range(1, 12)) > 0.5
+
+
+def test_strokes_are_obeyed_and_grabcut_grows_them_into_the_object(clip, model):
+    session = session_for(clip, model)
+    truth = clip.labels[4] == 1
+    ys, xs = np.nonzero(truth)
+    positive = np.zeros_like(truth)
+    positive[ys.min() + (ys.max() - ys.min()) // 2, xs.min() + 2 : xs.max() - 1] = True  # a line across the object
+    positive &= truth
+    negative = np.zeros_like(truth)
+    negative[2:5, 2:30] = True
+    labels = session.interact(4, 1, positive=positive, negative=negative)
+    assert (labels[positive] == 1).all() and (labels[negative] != 1).all()
+    painted_only = session_for(clip, model, prior="paint").interact(4, 1, positive=positive, negative=negative)
+    assert jaccard(truth, labels == 1) > jaccard(truth, painted_only == 1)
+    assert jaccard(truth, labels == 1) > 0.5
+
+
+def test_a_correction_leaves_earlier_annotated_frames_and_the_far_side_alone(clip, model):
+    session = session_for(clip, model)
+    session.interact(5, 1, mask=clip.labels[5] == 1)
+    session.propagate()
+    before = session.masks()
+    before_probs = [session.probabilities(t) for t in range(12)]
+    session.interact(9, 1, mask=clip.labels[9] == 1)
+    session.propagate()
+    after = session.masks()
+    for t in range(6):  # the earlier annotation and everything beyond it from frame 9
+        assert torch.equal(session.probabilities(t), before_probs[t])
+    assert (after[9] == (clip.labels[9] == 1)).all()
+    assert session.annotated_frames == [5, 9]
+    assert not np.array_equal(before[10:], after[10:]) or mean_j(after, clip.labels, 1, range(10, 12)) > 0.6
+
+
+def test_frames_between_two_annotations_blend_by_distance(clip, model):
+    """Frame 6 (next to the earlier annotation at 5) keeps more of the old result than frame 8
+    (next to the new annotation at 9): compare with a session that only has the new round."""
+    first = session_for(clip, model)
+    first.interact(5, 1, mask=clip.labels[5] == 1)
+    first.propagate()
+    old = {t: first.probabilities(t) for t in (6, 8)}
+    first.interact(9, 1, mask=np.zeros_like(clip.labels[9], dtype=bool))  # the object gone from frame 9 on
+    first.propagate()
+    # the new round's weight is 1/4 at frame 6 and 3/4 at frame 8: frame 8 moves further
+    change6 = (first.probabilities(6)[1] - old[6][1]).abs().mean()
+    change8 = (first.probabilities(8)[1] - old[8][1]).abs().mean()
+    assert change8 > change6
+
+
+def test_undo_restores_each_round_exactly(clip, model):
+    session = session_for(clip, model)
+    session.interact(0, 1, mask=clip.labels[0] == 1)
+    session.propagate()
+    round1 = session.masks()
+    session.interact(6, 2, mask=clip.labels[6] == 2)
+    session.propagate()
+    assert set(np.unique(session.masks())) == {0, 1, 2}
+    assert session.undo()
+    assert np.array_equal(session.masks(), round1) and session.object_ids == (1,)
+    assert session.undo()
+    assert not session.masks().any() and session.object_ids == ()
+    assert not session.undo()
+
+
+def test_clicks_become_disks_and_negative_clicks_remove(clip, model):
+    session = session_for(clip, model, prior="paint")
+    ys, xs = np.nonzero(clip.labels[2] == 2)
+    x, y = int(xs.mean()), int(ys.mean())
+    labels = session.interact(2, 2, clicks=[(x, y)])
+    assert labels[y, x] == 2 and (labels == 2).sum() > 10
+    labels = session.interact(2, 2, clicks=[(x, y, False)])
+    assert labels[y, x] != 2
+
+
+def test_cancel_stops_between_frames_and_a_new_propagate_finishes(clip, model):
+    session = session_for(clip, model)
+    session.interact(0, 1, mask=clip.labels[0] == 1)
+    stop = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done == 3:
+            stop.set()
+
+    assert session.propagate(progress=progress, cancel=stop) is False
+    assert seen == [1, 2, 3]
+    assert not session.mask(8).any()  # not reached
+    assert session.propagate() is True
+    assert session.mask(8).any()
+
+
+def test_remove_object_and_undo_it(clip, model):
+    session = session_for(clip, model)
+    for obj in (1, 2):
+        session.interact(0, obj, mask=clip.labels[0] == obj)
+    session.propagate()
+    session.remove_object(2)
+    assert 2 not in np.unique(session.masks())
+    assert session.undo() and 2 in np.unique(session.masks())
+
+
+def test_bad_input_gives_one_line_errors(clip, model):
+    session = session_for(clip, model)
+    with pytest.raises(InputError, match="64x32, the video is 192x128"):
+        session.interact(0, 1, mask=np.zeros((32, 64), bool))
+    with pytest.raises(InputError, match="frame 40 out of range"):
+        session.interact(40, 1, clicks=[(3, 3)])
+    with pytest.raises(InputError, match="outside|out of"):
+        session.interact(0, 1, clicks=[(500, 3)])
+    with pytest.raises(InputError, match="strokes, clicks or a mask"):
+        session.interact(0, 1)
+
+
+def test_enforce_obeys_strokes_and_keeps_a_distribution():
+    probs = torch.softmax(torch.randn(3, 8, 8), 0)
+    strokes = torch.zeros(2, 2, 8, 8)
+    strokes[0, 0, 0, :] = 1  # object 1 positive on row 0
+    strokes[1, 1, :, 0] = 1  # object 2 negative on column 0
+    out = _enforce(probs, strokes)
+    assert torch.allclose(out.sum(0), torch.ones(8, 8))
+    assert (out[1, 0] == 1).all()
+    assert (out[2, 1:, 0] == 0).all()
+
+
+def test_grabcut_prior_fills_a_coloured_object_from_one_stroke():
+    image = np.full((80, 100, 3), 40, np.uint8)
+    image[20:60, 30:70] = (20, 200, 220)
+    truth = np.zeros((80, 100), bool)
+    truth[20:60, 30:70] = True
+    positive = np.zeros_like(truth)
+    positive[40, 35:65] = True
+    guess = grabcut_prior(image, np.zeros(truth.shape, np.float32), positive, np.zeros_like(truth))
+    assert jaccard(truth, guess > 0.5) > 0.8
