@@ -162,6 +162,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     try:
         from memvos.app.server import serve
     except ImportError as err:
+        if (err.name or "").startswith("memvos"):
+            raise
         raise InputError(None, f"the web app needs its extra ({err.name} is missing): pip install -e '.[app]'") from None
     if not 0 <= args.port <= 65535:
         raise InputError(None, f"--port must be in 0..65535, not {args.port}")
