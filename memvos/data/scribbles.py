@@ -248,7 +248,7 @@ def grabcut_prior(image_bgr: np.ndarray, current: np.ndarray, positive: np.ndarr
     known = seed.copy() if seed.sum() > positive.sum() else np.zeros_like(seed)
     if not known.any():  # nothing known yet: a box around the strokes, enlarged by half their longer extent
         py, px = np.nonzero(positive)
-        grow = max(py.max() - py.min(), px.max() - px.min()) // 2 + 2
+        grow = max(max(py.max() - py.min(), px.max() - px.min()) // 2 + 2, min(h, w) // 12)  # short strokes too
         known[max(py.min() - grow, 0):py.max() + grow + 1, max(px.min() - grow, 0):px.max() + grow + 1] = True
     ys, xs = np.nonzero(known | positive)
     margin = max(ys.max() - ys.min(), xs.max() - xs.min()) // 2 + 8

@@ -37,8 +37,6 @@ from memvos.inference.memory import MemoryBank, MemoryPolicy
 from memvos.model.base import MemoryEntry
 from memvos.model.frozen_key import STROKE_CHANNELS
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-INTERACTIVE_WEIGHTS = WEIGHTS_DIR / "memvos-interactive.safetensors"
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event
 
@@ -64,9 +62,12 @@ class InteractiveConfig:
 
 @dataclass
 class _Annotation:
-    """What the user gave on one frame in one round: strokes per object at processing size."""
+    """What the user gave on one frame, per object at processing size: strokes (the memory
+    encoder sees them) and whole masks (enforced, but not shown to the encoder as strokes: a
+    frame-wide "stroke" is nothing like what it was trained on)."""
 
     strokes: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (2, h, w) bool: positive, negative
+    masks: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (2, h, w) bool: inside, outside
     entry: MemoryEntry | None = None
 
 
@@ -84,12 +85,10 @@ class _State:
 
 
 def load_interactive_model(source: str | Path | None = None, device: str = "cpu"):
-    """The interactive model: a checkpoint, else the shipped interactive weights, else the
-    semi-supervised default (strokes then only act through the prior and the painted mask)."""
+    """The model an interactive session runs: a checkpoint, else the shipped semi-supervised
+    default (strokes then act through the GrabCut prior and the enforced, painted mask)."""
     from memvos.model.factory import load_model
 
-    if source is None and INTERACTIVE_WEIGHTS.is_file():
-        source = INTERACTIVE_WEIGHTS
     return load_model(source, device)
 
 
@@ -97,6 +96,8 @@ class InteractiveSession:
     """One video, rounds of user input; see the module docstring."""
 
     def __init__(self, frames, model=None, config: InteractiveConfig | None = None, memvos_config=None) -> None:
+        """``model``: any engine model (default: ``load_interactive_model()``); models built with
+        ``scribbles: true`` also get the strokes as memory-encoder inputs."""
         if model is None:
             model, memvos_config = load_interactive_model()
         self.model = model
@@ -163,16 +164,21 @@ class InteractiveSession:
         if object_id not in state.ids:
             state.ids = state.ids + (int(object_id),)
         annotation = state.annotations.get(frame)
-        annotation = _Annotation(dict(annotation.strokes) if annotation else {})  # earlier strokes still hold
+        # earlier input on this frame still holds
+        annotation = _Annotation(dict(annotation.strokes), dict(annotation.masks)) if annotation else _Annotation()
         if mask is not None:
-            full = self._check_map(mask, "mask")
-            pos, neg = _resize_bool(full, self.size), _resize_bool(~full, self.size)
-        old = annotation.strokes.get(object_id)
-        neg = neg & ~pos  # a pixel both ways at once: positive
-        if old is not None:  # the newer stroke wins where it crosses an older one
-            pos, neg = (old[0] & ~neg) | pos, (old[1] & ~pos) | neg
-        strokes = np.stack([pos, neg])
-        annotation.strokes[object_id] = strokes
+            inside = _resize_mask(self._check_map(mask, "mask"), self.size)
+            annotation.masks[object_id] = np.stack([inside, ~inside])
+            annotation.strokes.pop(object_id, None)  # a whole mask supersedes earlier strokes
+        else:
+            neg = neg & ~pos  # a pixel both ways at once: positive
+            old = annotation.strokes.get(object_id)
+            if old is not None:  # the newer stroke wins where it crosses an older one
+                pos, neg = (old[0] & ~neg) | pos, (old[1] & ~pos) | neg
+            annotation.strokes[object_id] = np.stack([pos, neg])
+            given = annotation.masks.get(object_id)
+            if given is not None:  # strokes drawn over an uploaded mask correct it
+                annotation.masks[object_id] = np.stack([(given[0] & ~neg) | pos, (given[1] & ~pos) | neg])
         self._round.add(frame)
         self._segment_annotated(frame, annotation, given_mask=mask is not None, object_id=object_id)
         return self.mask(frame)
@@ -229,16 +235,17 @@ class InteractiveSession:
         ids = self._state.ids
         rgb = self._rgb(frame)
         current = self._probs(frame, ids)
-        strokes = self._stroke_tensor(annotation, ids)  # (K, 2, h, w)
+        strokes = _stroke_tensor(annotation.strokes, ids, self.size)  # (K, 2, h, w): what the encoder sees
+        certain = _stroke_tensor({**annotation.strokes, **annotation.masks}, ids, self.size)  # what is enforced
         query = self.model.encode_query(rgb)
-        if given_mask:  # the mask's strokes cover the whole frame for that object
-            probs = _enforce(current, strokes)
+        if given_mask:  # a whole mask: nothing to guess for that object
+            probs = _enforce(current, certain)
         else:
-            prior = self._prior(frame, current, annotation, ids)
+            prior = _enforce(self._prior(frame, current, annotation, ids), certain)
             entry = self.model.memorize(rgb, query, prior, ids, **self._stroke_arg(strokes))
             memory = [a.entry for f, a in self._state.annotations.items() if f != frame and a.entry is not None]
             probs = self.model.segment(query, memory + [entry], ids)
-            probs = _enforce(probs, strokes)
+            probs = _enforce(probs, certain)
         annotation.entry = self.model.memorize(rgb, query, probs, ids, **self._stroke_arg(strokes))
         self._state.annotations[frame] = annotation
         self._store(frame, probs, ids)
@@ -249,6 +256,8 @@ class InteractiveSession:
         objects = current[1:].clone()
         image = None
         for obj, strokes in annotation.strokes.items():
+            if obj not in ids:  # removed since
+                continue
             k = ids.index(obj)
             positive = torch.from_numpy(strokes[0])
             negative = torch.from_numpy(strokes[1])
@@ -374,21 +383,6 @@ class InteractiveSession:
         array = (probs.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         self._state.probs[index] = (ids, array)
 
-    def _stroke_tensor(self, annotation: _Annotation, ids: tuple[int, ...]) -> Tensor:
-        """(K, 2, h, w) float strokes of a frame's annotation; another object's positive strokes
-        count as negative ones (a stroke says which object a pixel belongs to)."""
-        out = torch.zeros(len(ids), STROKE_CHANNELS, *self.size)
-        for obj, strokes in annotation.strokes.items():
-            if obj not in ids:
-                continue
-            k = ids.index(obj)
-            out[k] = torch.maximum(out[k], torch.from_numpy(strokes).float())
-            for j in range(len(ids)):
-                if j != k:
-                    out[j, 1] = torch.maximum(out[j, 1], torch.from_numpy(strokes[0]).float())
-        out[:, 1] *= 1 - out[:, 0]
-        return out
-
     def _stroke_arg(self, strokes: Tensor) -> dict:
         """Only models with stroke inputs take them (the semi-supervised model is driven too)."""
         return {"strokes": strokes} if getattr(getattr(self.model, "config", None), "scribbles", False) else {}
@@ -407,6 +401,29 @@ def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return mask.copy()
     resized = cv2.resize(mask.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA)
     return resized > 0
+
+
+def _stroke_tensor(maps: dict[int, np.ndarray], ids: tuple[int, ...], size: tuple[int, int]) -> Tensor:
+    """(K, 2, h, w) float positive/negative maps of a frame for ``ids``; another object's positive
+    pixels count as negative ones (a stroke says which object a pixel belongs to)."""
+    out = torch.zeros(len(ids), STROKE_CHANNELS, *size)
+    for obj, pair in maps.items():
+        if obj not in ids:
+            continue
+        k = ids.index(obj)
+        out[k] = torch.maximum(out[k], torch.from_numpy(pair).float())
+        for j in range(len(ids)):
+            if j != k:
+                out[j, 1] = torch.maximum(out[j, 1], torch.from_numpy(pair[0]).float())
+    out[:, 1] *= 1 - out[:, 0]
+    return out
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A whole mask to processing size: a pixel is inside if most of what it covers is."""
+    if mask.shape == size:
+        return mask.copy()
+    return cv2.resize(mask.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) >= 0.5
 
 
 def _enforce(probs: Tensor, strokes: Tensor) -> Tensor:

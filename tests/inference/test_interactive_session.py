@@ -191,3 +191,17 @@ def test_grabcut_prior_fills_a_coloured_object_from_one_stroke():
     positive[40, 35:65] = True
     guess = grabcut_prior(image, np.zeros(truth.shape, np.float32), positive, np.zeros_like(truth))
     assert jaccard(truth, guess > 0.5) > 0.8
+
+
+def test_a_whole_mask_is_enforced_but_not_fed_to_the_encoder_as_strokes(clip, model):
+    """A frame-wide 'stroke' is unlike anything the stroke inputs were trained on: an uploaded mask
+    is kept exactly, while the memory encoder only sees the strokes the user really drew."""
+    session = session_for(clip, model)
+    session.interact(0, 1, mask=clip.labels[0] == 1)
+    annotation = session._state.annotations[0]
+    assert annotation.strokes == {} and annotation.masks[1][0].sum() == (clip.labels[0] == 1).sum()
+    line = np.zeros(clip.labels[0].shape, bool)
+    line[0, :] = True  # a positive stroke over the mask's outside corrects it there
+    labels = session.interact(0, 1, positive=line)
+    assert (labels[0] == 1).all() and (labels[1:] == 1).sum() == (clip.labels[0][1:] == 1).sum()
+    assert set(annotation.strokes) == set() and set(session._state.annotations[0].strokes) == {1}
