@@ -159,15 +159,15 @@ class InteractiveSession:
         if positive is None and negative is None and clicks is None and mask is None:
             raise InputError(None, "interact needs strokes, clicks or a mask")
         pos, neg = self._user_strokes(positive, negative, clicks)
-        self._open_round()
+        inside = None if mask is None else _resize_mask(self._check_map(mask, "mask"), self.size)
+        self._open_round()  # only once the input is known to be good
         state = self._state
         if object_id not in state.ids:
             state.ids = state.ids + (int(object_id),)
         annotation = state.annotations.get(frame)
         # earlier input on this frame still holds
         annotation = _Annotation(dict(annotation.strokes), dict(annotation.masks)) if annotation else _Annotation()
-        if mask is not None:
-            inside = _resize_mask(self._check_map(mask, "mask"), self.size)
+        if inside is not None:
             annotation.masks[object_id] = np.stack([inside, ~inside])
             annotation.strokes.pop(object_id, None)  # a whole mask supersedes earlier strokes
         else:
@@ -180,7 +180,7 @@ class InteractiveSession:
             if given is not None:  # strokes drawn over an uploaded mask correct it
                 annotation.masks[object_id] = np.stack([(given[0] & ~neg) | pos, (given[1] & ~pos) | neg])
         self._round.add(frame)
-        self._segment_annotated(frame, annotation, given_mask=mask is not None, object_id=object_id)
+        self._segment_annotated(frame, annotation, given_mask=inside is not None)
         return self.mask(frame)
 
     @torch.inference_mode()
@@ -228,7 +228,7 @@ class InteractiveSession:
         self._state.ids = tuple(i for i in self._state.ids if i != object_id)
 
     # ---- the annotated frame ------------------------------------------------------------------
-    def _segment_annotated(self, frame: int, annotation: _Annotation, given_mask: bool, object_id: int) -> None:
+    def _segment_annotated(self, frame: int, annotation: _Annotation, given_mask: bool) -> None:
         """The annotated frame's new probabilities: a prior from the strokes, the network's read of
         memory (earlier rounds' annotated frames + this one, memorised with the prior and the
         strokes), strokes enforced; then the frame is memorised again with the result."""

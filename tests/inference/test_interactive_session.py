@@ -205,3 +205,10 @@ def test_a_whole_mask_is_enforced_but_not_fed_to_the_encoder_as_strokes(clip, mo
     labels = session.interact(0, 1, positive=line)
     assert (labels[0] == 1).all() and (labels[1:] == 1).sum() == (clip.labels[0][1:] == 1).sum()
     assert set(annotation.strokes) == set() and set(session._state.annotations[0].strokes) == {1}
+
+
+def test_bad_input_leaves_nothing_to_undo(clip, model):
+    session = session_for(clip, model)
+    with pytest.raises(InputError):
+        session.interact(0, 1, mask=np.zeros((5, 5), bool))
+    assert not session.undo() and session.object_ids == ()
