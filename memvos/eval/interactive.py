@@ -44,7 +44,6 @@ INSTALL_COMMAND = ("pip install 'memvos[interactive]' && "
 # The evaluation service's robot (davisinteractive.evaluation.service.ROBOT_DEFAULT_PARAMETERS).
 ROBOT_PARAMETERS = {"kernel_size": 0.2, "max_kernel_radius": 16, "min_nb_nodes": 4, "nb_points": 1000}
 TIME_THRESHOLD = 60.0  # seconds: the challenge reports J&F at 60 s
-STROKE_RADIUS_DIVISOR = 160  # stroke half-width = min(H, W) / 160 pixels: 3 px at 480p
 HELD_OUT_COUNT = 6  # the last sequences of ImageSets/train.txt, kept out of training
 
 Session = Any  # duck-typed: interact(frame, object_id, positive=, negative=), propagate(), masks()
@@ -133,8 +132,10 @@ def scribble_object_ids(scribble: Mapping) -> set[int]:
 
 
 def stroke_radius(shape: Sequence[int]) -> int:
-    """Half-width in pixels given to strokes: ``min(H, W) / 160``, at least 1 (3 px at 480p)."""
-    return max(1, round(min(shape[0], shape[1]) / STROKE_RADIUS_DIVISOR))
+    """Half-width in pixels given to strokes: the same as the synthesised ones (3 px at 480p)."""
+    from memvos.data.scribbles import stroke_width_for
+
+    return stroke_width_for((int(shape[0]), int(shape[1])))
 
 
 def stroke_labels(scribble: Mapping, frame: int, shape: Sequence[int]) -> np.ndarray:

@@ -43,6 +43,14 @@ class InferenceConfig:
     device: str = "cpu"
 
 
+def processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
+    """(h, w) downsized so the short side is at most ``max_short_side`` (None: unchanged)."""
+    if max_short_side is None or min(h, w) <= max_short_side:
+        return h, w
+    factor = max_short_side / min(h, w)
+    return max(round(h * factor), 1), max(round(w * factor), 1)
+
+
 class _Branch:
     """One model at one scale, flipped or not, with a memory of its own."""
 
@@ -53,12 +61,9 @@ class _Branch:
         self.memory = MemoryBank(policy)
 
     def size_for(self, h: int, w: int) -> tuple[int, int]:
-        scale = self.scale
-        if scale is None:
-            if self.max_short_side is None or min(h, w) <= self.max_short_side:
-                return h, w
-            scale = self.max_short_side
-        factor = scale / min(h, w)
+        if self.scale is None:
+            return processing_size(h, w, self.max_short_side)
+        factor = self.scale / min(h, w)
         return max(round(h * factor), 1), max(round(w * factor), 1)
 
     def to_branch(self, image: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from memvos.data.scribbles import click_disks, grabcut_prior
 from memvos.errors import InputError
+from memvos.inference.core import processing_size
 from memvos.inference.memory import MemoryBank, MemoryPolicy
 from memvos.model.base import MemoryEntry
 from memvos.model.frozen_key import STROKE_CHANNELS
@@ -108,7 +109,7 @@ class InteractiveSession:
             raise InputError(None, "the video has no frames")
         first = frames[0]
         self.height, self.width = first.shape[:2]
-        self.size = _processing_size(self.height, self.width, self.config.max_short_side)
+        self.size = processing_size(self.height, self.width, self.config.max_short_side)
         self.device = torch.device(self.config.device)
         self._state = _State()
         self._undo: list[_State] = []
@@ -386,13 +387,6 @@ class InteractiveSession:
     def _stroke_arg(self, strokes: Tensor) -> dict:
         """Only models with stroke inputs take them (the semi-supervised model is driven too)."""
         return {"strokes": strokes} if getattr(getattr(self.model, "config", None), "scribbles", False) else {}
-
-
-def _processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
-    if max_short_side is None or min(h, w) <= max_short_side:
-        return h, w
-    factor = max_short_side / min(h, w)
-    return max(round(h * factor), 1), max(round(w * factor), 1)
 
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
