@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/davis_heldout.py --davis ../shared/data/davis2016-train \
-        [--config training-free-lite0 | --checkpoint FILE] [--read stm|kmn] [--sequences a b] [--out DIR]
+        [--config training-free-lite0 | --checkpoint FILE ...] [--read stm|kmn] [--sequences a b] [--out DIR]
+        [--reid | --offline] [--flip] [--scales 480,600]
 
 Segments each sequence from its first-frame mask with `memvos segment`'s code path, then
 scores the result with `memvos eval`'s. The last 6 sequences of ImageSets/train.txt are never
@@ -22,6 +23,7 @@ from memvos.cli import load_models
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
 from memvos.eval.report import format_tables
+from memvos.inference.reid import ReidConfig
 from memvos.segment import segment_video
 
 HELD_OUT = 6
@@ -36,6 +38,10 @@ def main() -> None:
     parser.add_argument("--sequences", nargs="+", help=f"default: the last {HELD_OUT} of ImageSets/train.txt")
     parser.add_argument("--out", type=Path, help="keep the predicted masks here")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reid", action="store_true", help="online with re-identification")
+    parser.add_argument("--offline", action="store_true", help="re-identification + bidirectional propagation")
+    parser.add_argument("--flip", action="store_true", help="test-time flip")
+    parser.add_argument("--scales", help="test-time scales, e.g. 480,600")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = DavisDataset(args.davis, split="train")
@@ -44,13 +50,21 @@ def main() -> None:
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
+    changes = {}
+    if args.reid or args.offline:
+        changes["reid"] = config.inference.reid or ReidConfig()
+    if args.flip:
+        changes["flip"] = True
+    if args.scales:
+        changes["scales"] = tuple(int(x) for x in args.scales.split(","))
+    config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     out = args.out or Path(tempfile.mkdtemp(prefix="memvos-heldout-"))
     frames = seconds = 0.0
     for name in sequences:
         seq = dataset[name]
         first = seq.frames.names[0]
         stats = segment_video(seq.frames.path, {0: seq.annotations[first]}, out / name, models=models,
-                              config=config, progress=False)
+                              config=config, progress=False, offline=args.offline)
         frames += stats["frames"]
         seconds += stats["seconds"]
         print(f"{name}: {stats['frames']} frames, {stats['fps']:.2f} frames/s", flush=True)
@@ -58,7 +72,9 @@ def main() -> None:
     print(format_tables(result))
     g = result.global_statistics()
     read = models[0].read.config
-    print(f"RESULT config={config.name} read={read.mode} sigma={read.sigma} top_k={read.top_k} "
+    mode = "offline" if args.offline else "reid" if args.reid else "online"
+    print(f"RESULT config={config.name} mode={mode} flip={config.inference.flip} scales={config.inference.scales} "
+          f"read={read.mode} sigma={read.sigma} top_k={read.top_k} "
           + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
           + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")
 

@@ -78,8 +78,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         changes["scales"] = _parse_scales(args.scales)
     if args.flip:
         changes["flip"] = True
+    if args.reid or args.offline:
+        from memvos.inference.reid import ReidConfig
+
+        changes["reid"] = config.inference.reid or ReidConfig()
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
-    stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config)
+    stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config,
+                          offline=args.offline)
     print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
           + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
     return 0
@@ -105,8 +110,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from memvos.train.config import load_train_config
+    from memvos.train.reid import is_reid_config, load_reid_config, train_reid
     from memvos.train.trainer import Trainer
 
+    if is_reid_config(args.config):  # the re-id projection: a closed-form fit, not an SGD stage
+        reid = load_reid_config(args.config)
+        if args.out:
+            reid = dataclasses.replace(reid, out=args.out)
+        path, stats = train_reid(reid)
+        print(f"re-id projection: {path} ({stats['regions']} regions of {stats['objects']} objects; "
+              f"pair AUC raw {stats['auc_raw']:.3f} -> whitened {stats['auc_whitened']:.3f})")
+        print(f"cross-fitted (half the objects fit, half score): AUC {stats['auc_held']:.3f}; cosine exceeded by 1% of "
+              f"other regions {stats['sim_far1']:.2f} (same object above it: {stats['tpr_far1']:.0%}), by 10% "
+              f"{stats['sim_far10']:.2f} ({stats['tpr_far10']:.0%}); same-object median {stats['sim_same_median']:.2f}")
+        return 0
     config = load_train_config(args.config)
     if args.init:
         config = dataclasses.replace(config, init=args.init)
@@ -209,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--read", choices=("stm", "kmn"), help="memory read (default: the config's)")
     seg.add_argument("--scales", help="processing short sides, comma separated (e.g. 480,600): averaged")
     seg.add_argument("--flip", action="store_true", help="also run on the mirrored video and average")
+    seg.add_argument("--reid", action="store_true",
+                     help="re-identify objects lost to occlusion or exit instead of following look-alikes")
+    seg.add_argument("--offline", action="store_true",
+                     help="re-identification plus bidirectional propagation from re-identified frames "
+                          "(several passes; masks are written at the end)")
     seg.set_defaults(func=_cmd_segment)
 
     ev = sub.add_parser("eval", help="DAVIS J&F of predicted masks against ground truth")

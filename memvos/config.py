@@ -83,6 +83,13 @@ def config_from_dict(data: dict[str, Any], default_name: str = "custom") -> Memv
     inference_data = dict(data.get("inference") or {})
     if "scales" in inference_data:
         inference_data["scales"] = tuple(inference_data["scales"] or (None,))
+    if isinstance(inference_data.get("reid"), dict):  # re-identification thresholds (or null: off)
+        from memvos.inference.reid import ReidConfig
+
+        reid = dict(inference_data["reid"])
+        if "stable_area" in reid:
+            reid["stable_area"] = tuple(reid["stable_area"])
+        inference_data["reid"] = _make(ReidConfig, reid, "inference.reid")
     inference = _make(InferenceConfig, {**inference_data, "memory": memory}, "inference")
     return MemvosConfig(model=model, read=read, inference=inference, name=data.get("name", default_name))
 

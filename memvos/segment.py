@@ -63,9 +63,10 @@ def check_masks(masks: dict[int, Path], frames: FrameSource) -> None:
 
 def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_dir: str | Path,
                   overlay: str | Path | None = None, models: list | None = None,
-                  config: MemvosConfig | None = None, progress: bool = True) -> dict[str, float]:
+                  config: MemvosConfig | None = None, progress: bool = True, offline: bool = False) -> dict[str, float]:
     """Segment every frame of ``source`` (a path or an opened frame source); write palette PNGs to
     ``out_dir`` (and an overlay mp4). Returns timing figures. Nothing is written if anything fails.
+    ``offline``: re-identified starting points and bidirectional propagation (memvos.inference.offline).
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
     check_masks(masks, frames)
@@ -73,9 +74,11 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
         model, config = load_model(None)
         models = [model]
     assert config is not None
-    core = InferenceCore(models, config.inference)
     fps = frames.fps or 24.0
     start = time.perf_counter()
+    if offline:
+        return _segment_offline(frames, masks, out_dir, overlay, models, config, progress, start)
+    core = InferenceCore(models, config.inference)
     with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
         video = stack.enter_context(VideoWriter(overlay, fps)) if overlay else None  # finished first
         for t, frame in enumerate(tqdm(frames, unit="frame", desc="segmenting", disable=not progress)):
@@ -87,3 +90,24 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
     seconds = time.perf_counter() - start
     return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds}
 
+
+
+def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overlay, models, config: MemvosConfig,
+                     progress: bool, start: float) -> dict[str, float]:
+    """The offline mode: all frames are segmented first (several passes), then written."""
+    from memvos.inference.offline import segment_offline
+
+    given = {t: fit_mask_to_frame(read_mask(path), frames.size, path) for t, path in masks.items()}
+    with tqdm(unit="frame", desc="segmenting (offline)", disable=not progress) as bar:
+        labels, report = segment_offline(frames, given, models, config.inference, progress=bar.update)
+    for obj, points in report.starts.items():
+        log.info("object %d: starting points %s", obj, points)
+    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+        video = stack.enter_context(VideoWriter(overlay, frames.fps or 24.0)) if overlay else None
+        for t, frame in enumerate(frames):
+            write_palette_png(tmp / f"{frames.names[t]}.png", labels[t])
+            if video is not None:
+                video.write(render_overlay(frame, labels[t]))
+    seconds = time.perf_counter() - start
+    return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds,
+            "backward_frames": report.backward_frames}

@@ -14,6 +14,7 @@ from memvos.data.masks import read_mask
 from memvos.data.video import VideoFrames
 from memvos.data.writers import write_palette_png
 from memvos.eval.evaluate import evaluate_folders
+from memvos.eval.metrics import jaccard
 
 
 @pytest.fixture
@@ -110,6 +111,26 @@ def test_segment_with_a_mask_folder_adds_the_late_object(video_and_masks):
     assert main(["segment", str(root / "in.mp4"), "--masks", str(root / "masks"), "--out", str(out)]) == 0
     assert not (read_mask(out / "00002.png") == 2).any()
     assert (read_mask(out / "00005.png") == 2).any()
+
+
+@pytest.mark.parametrize("mode", ["--reid", "--offline"])
+def test_segment_with_reidentification_or_offline(tmp_path, mode):
+    """Both modes write a full set of masks from a video; nothing is lost on this clip, so both
+    objects are still tracked at the end."""
+    from memvos.data.synthetic import make_synthetic_clip
+    from memvos.data.video import write_video
+
+    clip = make_synthetic_clip(n_frames=8, size=(160, 256), n_objects=2, seed=6)
+    write_video(tmp_path / "in.mp4", clip.frames, fps=10)
+    write_palette_png(tmp_path / "first.png", clip.labels[0])
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "in.mp4"), "--mask", str(tmp_path / "first.png"), "--out", str(out),
+                 mode]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(8)]
+    np.testing.assert_array_equal(read_mask(out / "00000.png"), clip.labels[0])
+    last = read_mask(out / "00007.png")
+    for obj in (1, 2):
+        assert jaccard(last == obj, clip.labels[7] == obj) > 0.7
 
 
 @pytest.mark.parametrize("extra, fragment", [

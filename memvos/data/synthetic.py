@@ -211,3 +211,35 @@ def make_demo_clip(n_frames: int = 40, size: tuple[int, int] = (360, 640)) -> Cl
     post = Sprite(rgb=post_rgb, mask=np.ones(post_rgb.shape[:2], bool), start=(w * 0.62, h / 2),
                   velocity=(-pan, 0.0))
     return render_clip(background, [horse, ball, post], n_frames, pan=(pan, 0), size=size, fps=12.0)
+
+
+def make_occlusion_clip(n_frames: int = 40, size: tuple[int, int] = (240, 427), tint: float = 0.2) -> Clip:
+    """The re-identification test clip: a cat-face disc (object 1) moves right, is fully hidden
+    behind a wall for about 13 frames, and comes out on the other side; while it is hidden, a
+    look-alike (another crop of the same cat's fur, tinted by ``tint``) walks in on the left
+    and stays. Online memory networks tend to lose the object or jump to the look-alike.
+    """
+    h, w = size
+    gravel = _skimage_photo("gravel.png").astype(np.float32) / 255
+    gravel = cv2.resize(gravel, (w, h), interpolation=cv2.INTER_LINEAR)
+    background = np.clip(gravel[..., None] * np.array([110, 150, 120]) + np.array([40, 50, 40]), 0, 255)
+    cat = _skimage_photo("chelsea.png")
+    radius = int(0.075 * w)
+    yy, xx = np.mgrid[0 : 2 * radius, 0 : 2 * radius]
+    disc = (yy - radius + 0.5) ** 2 + (xx - radius + 0.5) ** 2 <= radius**2
+    face = cv2.resize(cat[60:230, 130:300], (2 * radius, 2 * radius), interpolation=cv2.INTER_AREA)
+    twin = cv2.resize(cat[100:270, 0:170], (2 * radius, 2 * radius), interpolation=cv2.INTER_AREA)
+    twin = np.clip(twin.astype(np.float32) * (1 - tint) + tint * np.array([90, 120, 200]), 0, 255).astype(np.uint8)
+    x0, x1 = 0.14 * w, 0.86 * w
+    speed = (x1 - x0) / max(n_frames - 1, 1)
+    target = Sprite(rgb=face, mask=disc, start=(x0, h * 0.55), velocity=(speed, 0.0), spin=-0.5, object_id=1)
+    wall_w = int(0.4 * w)
+    hidden_from = int(np.ceil((w / 2 - wall_w / 2 + radius - x0) / speed))
+    twin_sprite = Sprite(rgb=twin, mask=disc, start=(-radius, h * 0.4), velocity=(speed * 0.2, 0.3),
+                         spin=2.0, appear_at=hidden_from)
+    twin_sprite.start = (0.16 * w - twin_sprite.velocity[0] * hidden_from, h * 0.35)
+    brick = _skimage_photo("brick.png").astype(np.float32) / 255
+    wall_rgb = cv2.resize(brick, (wall_w, h), interpolation=cv2.INTER_LINEAR)
+    wall_rgb = np.clip(wall_rgb[..., None] * np.array([160, 90, 60]) + 30, 0, 255).astype(np.uint8)
+    wall = Sprite(rgb=wall_rgb, mask=np.ones((h, wall_w), bool), start=(w / 2, h / 2))
+    return render_clip(background.astype(np.uint8), [twin_sprite, target, wall], n_frames, fps=12.0)

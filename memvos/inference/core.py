@@ -23,7 +23,9 @@ from torch import Tensor
 from memvos.data.masks import object_ids as ids_in_mask
 from memvos.inference.memory import MemoryBank, MemoryPolicy
 from memvos.inference.objects import ObjectManager, one_hot
+from memvos.inference.reid import ReidConfig, ReIdentifier, RegionEmbedder, reid_inputs
 from memvos.model.base import SegmentationModel
+from memvos.model.instance_head import ObjectFeatureStats
 
 EPS = 1e-7
 
@@ -41,6 +43,7 @@ class InferenceConfig:
     flip: bool = False
     max_short_side: int | None = 480
     device: str = "cpu"
+    reid: ReidConfig | None = None  # re-identify lost objects (None: off)
 
 
 def processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
@@ -59,6 +62,9 @@ class _Branch:
         self.model, self.scale, self.flip = model, scale, flip
         self.max_short_side = max_short_side
         self.memory = MemoryBank(policy)
+        # Instance-aware head (issue 7): running O_G / O_{t-1} per object, for models that use them.
+        self.instance = ObjectFeatureStats() if getattr(model, "uses_instance_stats", False) else None
+        self.segment_options = {} if self.instance is None else {"instance": self.instance}
 
     def size_for(self, h: int, w: int) -> tuple[int, int]:
         if self.scale is None:
@@ -99,6 +105,7 @@ class InferenceCore:
         self.objects = ObjectManager()
         self.frame_index = 0
         self.device = torch.device(self.config.device)
+        self.reid = ReIdentifier(RegionEmbedder.for_model(models[0]), cfg.reid) if cfg.reid is not None else None
 
     @property
     def object_ids(self) -> tuple[int, ...]:
@@ -110,6 +117,8 @@ class InferenceCore:
     def remove_object(self, obj: int) -> None:
         """Stop tracking ``obj``; its memory is ignored from now on."""
         self.objects.remove(obj)
+        if self.reid is not None:
+            self.reid.remove(obj)
 
     @torch.inference_mode()
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None,
@@ -135,13 +144,37 @@ class InferenceCore:
             if new:
                 probs = torch.cat([probs, probs.new_zeros(len(new), h, w)])
             probs = self._merge(probs, mask, given)
+        reseeded: tuple[int, ...] = ()
+        if self.reid is not None and self.objects.ids:
+            probs, reseeded = self._reidentify(queries, rgb, probs, given if annotated else ())
         if self.objects.ids:
             for group, xs, qs in zip(self.branches, inputs, queries):
                 for branch, x, q in zip(group, xs, qs):
                     entry = branch.model.memorize(x, q, branch.to_branch(probs), self.objects.ids)
-                    branch.memory.add(self.frame_index, entry, permanent=annotated)
+                    branch.memory.add(self.frame_index, entry, permanent=annotated or bool(reseeded))
+                    if branch.instance is not None:
+                        branch.instance.update(entry)
         self.frame_index += 1
         return probs
+
+    def _reidentify(self, queries, rgb: Tensor, probs: Tensor, given: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
+        """Re-id on the first branch's features: annotated objects give templates, the others
+        are checked (and, when lost, searched for with a read from permanent memory alone)."""
+        branch, query = self.branches[0][0], queries[0][0]
+        features = reid_inputs(branch.model, query, branch.to_branch(rgb))
+        if branch.flip:
+            features = features.flip(-1)
+        ids, size = self.objects.ids, tuple(probs.shape[-2:])
+        if given:
+            self.reid.annotate(self.frame_index, features, probs, ids, given)
+
+        def template_read() -> Tensor:
+            entries = branch.memory.permanent_entries()
+            return branch.from_branch(branch.model.segment(query, entries, ids, **branch.segment_options), size)
+
+        probs, reseeded = self.reid.update(self.frame_index, features, probs, ids, skip=given,
+                                           template_read=template_read)
+        return probs, reseeded
 
     def _predict(self, queries, size: tuple[int, int]) -> Tensor:
         """Average of the branches' predictions, or background everywhere before any object."""
@@ -152,7 +185,7 @@ class InferenceCore:
             return out
         per_model = []
         for group, qs in zip(self.branches, queries):
-            p = torch.stack([b.from_branch(b.model.segment(q, b.memory.entries(), ids), size)
+            p = torch.stack([b.from_branch(b.model.segment(q, b.memory.entries(), ids, **b.segment_options), size)
                              for b, q in zip(group, qs)]).mean(0)
             per_model.append(p)
         if len(per_model) == 1:

@@ -54,6 +54,10 @@ class MemoryBank:
         """Entries in frame order."""
         return [self._slots[i].entry for i in sorted(self._slots)]
 
+    def permanent_entries(self) -> list[MemoryEntry]:
+        """Entries of annotated (and re-seeded) frames, in frame order."""
+        return [self._slots[i].entry for i in self.permanent_indices]
+
     def add(self, index: int, entry: MemoryEntry, permanent: bool = False) -> None:
         """Memorise frame ``index``; annotated frames (``permanent``) are never evicted."""
         if self._first is None:

@@ -21,11 +21,14 @@ class MemoryEntry:
            else one key per object (STM: the memory encoder sees the object's mask).
     value: (B, Cv, h, w) — matching values.
     object_ids: the objects this entry knows, in channel/batch order.
+    object_features: (K, C) or None — per object, the mask-weighted mean of the memory
+           encoder's features (O, for the instance-aware head; None when the model has none).
     """
 
     key: Tensor
     value: Tensor
     object_ids: tuple[int, ...]
+    object_features: Tensor | None = None
 
 
 class SegmentationModel(Protocol):

@@ -9,6 +9,11 @@ itself, so the read always carries the propagated mask), and a refinement decode
 turns the read values and the query's features into the object's mask logits.
 
 Training reads memory with the plain softmax (``stm``); inference may add the KMN kernel.
+
+Optional, off by default (``memvos.model.instance_head``, issue 7): dynamic kernels generated
+per object from its mean memory feature over all memorised frames (``global_kernel``) and/or on
+the last one (``local_kernel``), added to or replacing the decoder's last conv
+(``kernel_mode``), and ASPP on the memory read (``aspp``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ from torch import Tensor, nn
 
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
+from memvos.model.instance_head import (
+    ASPP,
+    KERNEL_MODES,
+    DynamicKernelHead,
+    ObjectFeatureStats,
+    object_features,
+    stats_from_entries,
+)
 from memvos.model.memory_read import MemoryRead, ReadConfig
 from memvos.model.modules import Refine, ResBlock, aggregate_log_probs, first_frame_targets, soft_aggregate
 
@@ -36,6 +49,18 @@ class FrozenKeyConfig:
     residual: bool = True  # the decoder corrects the read mask's logit (starts as label propagation)
     scribbles: bool = False  # interactive mode: the memory encoder also takes positive/negative stroke maps
     read: ReadConfig = field(default_factory=lambda: ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
+    # Instance-aware head (issue 7); all off = the network the shipped weights were trained as.
+    local_kernel: bool = False  # dynamic kernel from O_{t-1}: the object's mean value feature, last memorised frame
+    global_kernel: bool = False  # dynamic kernel from O_G: the same, averaged over all memorised frames
+    kernel_mode: str = "add"  # add: dynamic logit + the static conv's; replace: the dynamic conv instead
+    aspp: bool = False  # ASPP on the memory read before the decoder (residual, starts as identity)
+
+    def __post_init__(self) -> None:
+        if self.kernel_mode not in KERNEL_MODES:
+            raise ValueError(f"kernel_mode must be one of {KERNEL_MODES}, got {self.kernel_mode!r}")
+        for name in ("local_kernel", "global_kernel", "aspp"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -87,13 +112,20 @@ class MaskDecoder(nn.Module):
     ``residual``: the output is a correction added to the logit of the read mask (the
     training-free prediction), and starts at zero, so training starts from label propagation
     and only has to learn what improves it.
+
+    ``kernel_dim`` > 0: a ``DynamicKernelHead`` turns each object's summary (B, K, kernel_dim)
+    into a conv over the last feature map, added to ``predict``'s logit (``add``, starts at
+    zero) or used instead of it (``replace``, starts as ``predict``; ``predict`` is then frozen
+    and unused, and kept only so that weights without the head load).
     """
 
     PRIOR_CLAMP = 0.01  # read-mask probabilities clamped to [0.01, 0.99]: prior logits within +-4.6
 
-    def __init__(self, read_dim: int, query_dim: int, skip4_dim: int, dim: int, residual: bool = True) -> None:
+    def __init__(self, read_dim: int, query_dim: int, skip4_dim: int, dim: int, residual: bool = True,
+                 kernel_dim: int = 0, kernel_mode: str = "add") -> None:
         super().__init__()
         self.residual = residual
+        self.kernel_mode = kernel_mode
         self.query_proj = nn.Conv2d(query_dim, dim, 1)
         self.conv_in = nn.Conv2d(read_dim + 1 + dim, dim, 3, padding=1)
         self.res_in = ResBlock(dim)
@@ -104,9 +136,15 @@ class MaskDecoder(nn.Module):
             nn.init.zeros_(self.predict.weight)
             nn.init.zeros_(self.predict.bias)
             self.prior_scale = nn.Parameter(torch.ones(()))
+        self.kernel = DynamicKernelHead(kernel_dim, dim // 2) if kernel_dim else None
+        if self.kernel is not None and kernel_mode == "replace":
+            self.kernel.start_as(self.predict)
+            self.predict.requires_grad_(False)
 
-    def forward(self, read: Tensor, query_features: Tensor, f4: Tensor, size: tuple[int, int]) -> Tensor:
-        """read (B, K, Cr, h, w), query_features (B, Cq, h, w), f4 (B, C4, 2h, 2w) -> logits (B, K, H, W)."""
+    def forward(self, read: Tensor, query_features: Tensor, f4: Tensor, size: tuple[int, int],
+                objects: Tensor | None = None) -> Tensor:
+        """read (B, K, Cr, h, w), query_features (B, Cq, h, w), f4 (B, C4, 2h, 2w), objects (B, K, Co)
+        (the dynamic kernels' input; None without them) -> logits (B, K, H, W)."""
         b, k = read.shape[:2]
         masks = read[:, :, 0]
         others = (masks.sum(1, keepdim=True) - masks).clamp(0, 1)
@@ -114,13 +152,23 @@ class MaskDecoder(nn.Module):
         x = torch.cat([read, others[:, :, None], q], dim=2).flatten(0, 1)
         m = self.reduce(self.res_in(self.conv_in(x)))
         m = self.refine4(f4[:, None].expand(-1, k, -1, -1, -1).flatten(0, 1), m)
-        logits = self.predict(F.relu(m))
+        logits = self.last_conv(F.relu(m), objects)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0].unflatten(0, (b, k))
         if self.residual:
             prior = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
             prior = prior.clamp(self.PRIOR_CLAMP, 1 - self.PRIOR_CLAMP)
             logits = logits + self.prior_scale * torch.log(prior / (1 - prior))
         return logits
+
+    def last_conv(self, features: Tensor, objects: Tensor | None) -> Tensor:
+        """features (B*K, dim/2, 2h, 2w), objects (B, K, Co) or None -> logits (B*K, 1, 2h, 2w): the
+        static conv, plus or replaced by each object's dynamic conv."""
+        if self.kernel is None:
+            return self.predict(features)
+        if objects is None:
+            raise ValueError("this decoder has dynamic kernels: it needs the objects' features")
+        dynamic = self.kernel(features, objects.flatten(0, 1).to(features.dtype))
+        return dynamic if self.kernel_mode == "replace" else self.predict(features) + dynamic
 
 
 class FrozenKeySTM(nn.Module):
@@ -133,8 +181,30 @@ class FrozenKeySTM(nn.Module):
         self.backbone.requires_grad_(False)
         c4, c8, ck = self.backbone.channels
         self.value_encoder = ValueEncoder(ck + c8, cfg.value_dim, scribbles=cfg.scribbles)
-        self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual)
+        kernel_dim = cfg.value_dim * (int(cfg.global_kernel) + int(cfg.local_kernel))
+        self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual,
+                                   kernel_dim=kernel_dim, kernel_mode=cfg.kernel_mode)
+        self.aspp = ASPP(cfg.value_dim) if cfg.aspp else None
         self.read = MemoryRead(cfg.read)
+
+    @property
+    def uses_instance_stats(self) -> bool:
+        """Whether ``segment`` wants the engine's running object statistics (``instance=``)."""
+        return self.config.local_kernel or self.config.global_kernel
+
+    @property
+    def optional_weights(self) -> tuple[str, ...]:
+        """State-dict prefixes of the instance-aware head: initial weights may lack them
+        (fine-tuning from weights trained without the head; it starts as the identity)."""
+        return tuple(p for p, on in (("decoder.kernel.", self.decoder.kernel is not None),
+                                     ("aspp.", self.aspp is not None)) if on)
+
+    def initialise_missing(self, missing: list[str]) -> None:
+        """After loading weights that lacked ``missing`` keys: a ``replace`` kernel head starts as
+        the loaded static conv, so the model starts as the one the weights describe."""
+        if self.decoder.kernel is not None and self.config.kernel_mode == "replace" and \
+                any(k.startswith("decoder.kernel.") for k in missing):
+            self.decoder.kernel.start_as(self.decoder.predict)
 
     def train(self, mode: bool = True) -> FrozenKeySTM:
         super().train(mode)
@@ -159,11 +229,31 @@ class FrozenKeySTM(nn.Module):
         masks = F.adaptive_avg_pool2d(object_probs, grid) if object_probs.shape[-2:] != grid else object_probs
         return self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks, strokes)
 
-    def object_logits(self, query: _Query, keys: Tensor, values: Tensor) -> Tensor:
-        """keys (B, Ck, T, h, w), values (B, K, Cr, T, h, w) -> object logits (B, K, H, W)."""
+    def object_logits(self, query: _Query, keys: Tensor, values: Tensor, objects: Tensor | None = None) -> Tensor:
+        """keys (B, Ck, T, h, w), values (B, K, Cr, T, h, w), objects (B, K, Co) (the dynamic
+        kernels' input, see ``kernel_input``; None without them) -> object logits (B, K, H, W)."""
         k, cr = values.shape[1:3]
         read = self.read(keys, values.flatten(1, 2), query.key).unflatten(1, (k, cr))  # (B, K, Cr, h, w)
-        return self.decoder(read, torch.cat([query.fk, query.f8], dim=1), query.f4, query.size)
+        if self.aspp is not None:
+            read = self.aspp.on_read(read)
+        return self.decoder(read, torch.cat([query.fk, query.f8], dim=1), query.f4, query.size, objects)
+
+    def value_object_features(self, values: Tensor) -> Tensor:
+        """values (B, K, 1 + Cv, h, w) -> O (B, K, Cv): each object's value map (without the mask
+        copy in channel 0) averaged under its own mask (channel 0, already on the value grid)."""
+        return object_features(values[:, :, 1:], values[:, :, 0])
+
+    def kernel_input(self, global_mean: Tensor, latest: Tensor) -> Tensor | None:
+        """O_G and O_{t-1} (..., Cv) -> the dynamic kernels' input: concat(O_G, O_{t-1}), or the one
+        switched on (None when neither is)."""
+        parts = [x for x, on in ((global_mean, self.config.global_kernel), (latest, self.config.local_kernel)) if on]
+        return torch.cat(parts, dim=-1) if parts else None
+
+    def _clip_objects(self, memorised: list[Tensor]) -> Tensor | None:
+        """Training: O (B, K, Cv) of the frames memorised so far -> the kernels' input (B, K, Co)."""
+        if not self.uses_instance_stats:
+            return None
+        return self.kernel_input(torch.stack(memorised).mean(0), memorised[-1])
 
     def forward(self, frames: Tensor, labels: Tensor, num_objects: Tensor,
                 interaction: tuple[Tensor, Tensor] | None = None) -> Tensor:
@@ -182,21 +272,27 @@ class FrozenKeySTM(nn.Module):
         per_frame = [_Query(*(x.unflatten(0, (b, t))[:, i] for x in (query.key, query.fk, query.f8, query.f4)),
                             query.size) for i in range(t)]
         out, strokes = [], None
+        instance = self.uses_instance_stats  # O of each memorised frame (frame 0: from its ground truth)
         if interaction is not None:
             prior, strokes = interaction
             first = self.encode_values(per_frame[0], prior, strokes)
-            logits = self.object_logits(per_frame[0], per_frame[0].key[:, :, None], first[:, :, :, None])
+            objects = self._clip_objects([self.value_object_features(first)]) if instance else None
+            logits = self.object_logits(per_frame[0], per_frame[0].key[:, :, None], first[:, :, :, None], objects)
             masks, log_probs = aggregate_log_probs(torch.sigmoid(logits), valid)
             masks = masks[:, 1:]
             out.append(log_probs)
         keys, values = [per_frame[0].key], [self.encode_values(per_frame[0], masks, strokes)]
+        memorised = [self.value_object_features(values[0])] if instance else []  # each (B, K, Cv)
         for i in range(1, t):
-            logits = self.object_logits(per_frame[i], torch.stack(keys, 2), torch.stack(values, 3))  # (B, K, H, W)
+            logits = self.object_logits(per_frame[i], torch.stack(keys, 2), torch.stack(values, 3),
+                                        self._clip_objects(memorised))  # (B, K, H, W)
             aggregated, log_probs = aggregate_log_probs(torch.sigmoid(logits), valid)
             out.append(log_probs)
             if i + 1 < t:
                 keys.append(per_frame[i].key)
                 values.append(self.encode_values(per_frame[i], aggregated[:, 1:]))
+                if instance:
+                    memorised.append(self.value_object_features(values[-1]))
         return torch.stack(out, dim=1)
 
     # ---- engine interface -------------------------------------------------------------
@@ -206,15 +302,36 @@ class FrozenKeySTM(nn.Module):
         value per object."""
         if self.config.hard_memory:
             probs = F.one_hot(probs.argmax(0), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
-        values = self.encode_values(query, probs[None, 1:], None if strokes is None else strokes[None])[0]
-        return MemoryEntry(key=query.key, value=values, object_ids=object_ids)
+        values = self.encode_values(query, probs[None, 1:], None if strokes is None else strokes[None])
+        objects = self.value_object_features(values)[0] if self.uses_instance_stats else None  # (K, Cv)
+        return MemoryEntry(key=query.key, value=values[0], object_ids=object_ids, object_features=objects)
 
-    def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> Tensor:
-        """(K+1, H, W) probabilities for ``object_ids``; entries that do not know an object hold no mass for it."""
+    def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...],
+                instance: ObjectFeatureStats | None = None) -> Tensor:
+        """(K+1, H, W) probabilities for ``object_ids``; entries that do not know an object hold no mass for it.
+
+        ``instance``: the engine's running O_G / O_{t-1} per object (dynamic kernels only; without
+        it they are computed from ``memory``'s entries, an object none of them knows gets zeros)."""
         keys = torch.stack([m.key for m in memory], dim=2)  # (1, Ck, T, h, w)
         values = torch.stack([_select(m, object_ids) for m in memory], dim=2)[None]  # (1, K, Cr, T, h, w)
-        logits = self.object_logits(query, keys, values)[0]
+        objects = None
+        if self.uses_instance_stats:
+            stats = instance if instance is not None else stats_from_entries(memory)
+            like = values.new_zeros(self.config.value_dim)
+            objects = self.kernel_input(stats.global_mean(object_ids, like), stats.latest(object_ids, like))[None]
+        logits = self.object_logits(query, keys, values, objects)[0]
         return soft_aggregate(torch.sigmoid(logits))
+
+    # ---- re-identification (memvos.inference.reid) --------------------------------------
+    @property
+    def reid_feature_name(self) -> str:
+        """Names the features ``reid_features`` returns (a fitted projection belongs to them)."""
+        return f"{self.config.backbone}-s{self.config.output_stride}"
+
+    def reid_features(self, query: _Query) -> Tensor:
+        """(C, h, w) frozen ImageNet features at the key stride (the key level and stride 8):
+        they describe appearance and are the same for every checkpoint of this backbone."""
+        return torch.cat([query.fk, query.f8], dim=1)[0]
 
 
 def _select(entry: MemoryEntry, object_ids: tuple[int, ...]) -> Tensor:

@@ -76,6 +76,14 @@ class STMNetwork(nn.Module):
             fg[[object_ids.index(o) for o in objects]] = torch.softmax(logits, dim=1)[:, 1]
         return soft_aggregate(fg)
 
+    @property
+    def reid_feature_name(self) -> str:
+        return f"stm-{self.config.backbone}-query"
+
+    def reid_features(self, query: _Query) -> Tensor:
+        """(C, h, w) the query encoder's key and value maps (re-identification features)."""
+        return torch.cat([query.key, query.value], dim=1)[0]
+
     # ---- pieces shared with training ----------------------------------------------------
     def encode_memory(self, rgb: Tensor, object_probs: Tensor, scribbles: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """rgb (1, 3, H, W), object_probs (K, H, W) -> keys (K, Ck, h, w), values (K, Cv, h, w);

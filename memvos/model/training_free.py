@@ -77,6 +77,14 @@ class TrainingFreeModel(nn.Module):
             probs = refine_probabilities(query.rgb, probs, self.config.refine_radius, self.config.refine_eps)
         return probs
 
+    @property
+    def reid_feature_name(self) -> str:
+        return f"{self.config.backbone}-key-s{self.config.output_stride}"
+
+    def reid_features(self, query: _Query) -> Tensor:
+        """(C, h, w) the normalised key map (re-identification features)."""
+        return query.key[0]
+
 
 def _select(entry: MemoryEntry, object_ids: tuple[int, ...]) -> Tensor:
     """(1, K+1, h, w): background then ``object_ids``; objects the entry does not know are absent

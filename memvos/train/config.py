@@ -61,6 +61,7 @@ class ValidateSpec:
 @dataclass
 class TrainConfig:
     model: str | dict[str, Any] = "frozen-key-lite0"  # a memvos preset name, YAML file, or mapping
+    model_options: dict[str, Any] = field(default_factory=dict)  # set over the model section (e.g. aspp: true)
     init: str | None = None  # weights to start from: an exported .safetensors or a training .pt
     out: str = "runs/train"
     data: DataSpec = field(default_factory=DataSpec)
@@ -82,10 +83,13 @@ def _section(cls, values: Any, section: str):
 
 
 def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainConfig:
-    unknown = set(data) - {"model", "init", "out", "data", "train", "validate", "name"}
+    unknown = set(data) - {"model", "model_options", "init", "out", "data", "train", "validate", "name"}
     if unknown:
         raise ValueError(f"unknown section(s) {sorted(unknown)}")
-    cfg = TrainConfig(model=data.get("model", "frozen-key-lite0"), init=data.get("init"),
+    options = data.get("model_options") or {}
+    if not isinstance(options, dict):
+        raise TypeError("section 'model_options' must be a mapping (model option: value)")
+    cfg = TrainConfig(model=data.get("model", "frozen-key-lite0"), model_options=dict(options), init=data.get("init"),
                       out=str(data.get("out", f"runs/{name}")), data=_section(DataSpec, data.get("data"), "data"),
                       train=_section(OptimSpec, data.get("train"), "train"),
                       validate=_section(ValidateSpec, data.get("validate"), "validate"), name=data.get("name", name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import random
@@ -44,6 +45,8 @@ from memvos.train.data import (
 from memvos.train.loss import bootstrap_fraction, clip_loss
 from memvos.train.validate import validate, validation_sequences
 
+log = logging.getLogger(__name__)
+
 LAST, BEST = "last.pt", "best.pt"
 LOG_FIELDS = ("iteration", "loss", "lr", "it_per_s", "hide_p", "max_skip", "val_jf", "world_size")
 
@@ -76,7 +79,12 @@ def pick_device(requested: str, local_rank: int) -> str:
 
 
 def model_config(cfg: TrainConfig) -> MemvosConfig:
-    return config_from_dict(cfg.model) if isinstance(cfg.model, dict) else load_config(cfg.model)
+    """The model's config: a preset, YAML file or mapping, with ``model_options`` set over its
+    ``model`` section (switches of the same preset, e.g. the instance-aware head's)."""
+    config = config_from_dict(cfg.model) if isinstance(cfg.model, dict) else load_config(cfg.model)
+    if cfg.model_options:
+        config.model = {**config.model, **cfg.model_options}
+    return config
 
 
 def build_dataset(cfg: TrainConfig) -> StaticClips | VideoClips:
@@ -96,7 +104,11 @@ def lr_factor(iteration: int, spec) -> float:
 
 
 def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Start from an exported ``.safetensors`` or a training checkpoint (``.pt``)."""
+    """Start from an exported ``.safetensors`` or a training checkpoint (``.pt``).
+
+    Weights may lack the parameters of modules the model lists in ``optional_weights`` (new
+    modules that start as the identity, e.g. the instance-aware head): those keep their
+    initialisation, are logged, and the model's ``initialise_missing`` hook sees them."""
     if path.endswith(".safetensors"):
         state = load_checkpoint(path)[0].state_dict()
     else:
@@ -105,9 +117,17 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
     state = widen_inputs(state, model.state_dict())
     missing, unexpected = model.load_state_dict(state, strict=False)
+    optional = tuple(getattr(model, "optional_weights", ()))
+    fresh = [k for k in missing if optional and k.startswith(optional)]
+    missing = [k for k in missing if k not in fresh]
     if missing or unexpected:
         raise InputError(path, f"weights do not fit the model: missing {list(missing)[:3]}, "
                                f"unexpected {list(unexpected)[:3]}")
+    if fresh:
+        log.info("%s lacks %d new parameter(s), which keep their initialisation: %s", path, len(fresh),
+                 ", ".join(fresh))
+        if hasattr(model, "initialise_missing"):
+            model.initialise_missing(fresh)
 
 
 def widen_inputs(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -159,7 +179,10 @@ class Trainer:
         self.memvos_config = model_config(cfg)
         self.inference_read = self.memvos_config.read
         self.train_read = ReadConfig(**{**vars(self.inference_read), "mode": "stm"})  # no KMN kernel in training
-        self.model = build_model(self.memvos_config, pretrained=self.memvos_config.model.get("pretrained", True))
+        try:
+            self.model = build_model(self.memvos_config, pretrained=self.memvos_config.model.get("pretrained", True))
+        except (TypeError, ValueError) as err:  # e.g. a bad switch in model_options
+            raise InputError(None, f"model {cfg.model!r}: {err}") from None
         self.interactive = bool(self.memvos_config.model.get("scribbles", False))  # train with a simulated user
         if cfg.init:
             load_initial_weights(self.model, cfg.init)
