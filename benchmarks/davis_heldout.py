@@ -59,15 +59,24 @@ def main() -> None:
         changes["scales"] = tuple(int(x) for x in args.scales.split(","))
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     out = args.out or Path(tempfile.mkdtemp(prefix="memvos-heldout-"))
-    frames = seconds = 0.0
+    frames = seconds = forward_seconds = 0.0
     for name in sequences:
         seq = dataset[name]
         first = seq.frames.names[0]
-        stats = segment_video(seq.frames.path, {0: seq.annotations[first]}, out / name, models=models,
-                              config=config, progress=False, offline=args.offline)
+        if args.offline:  # also keeps the forward pass alone: online re-identification
+            stats = offline_sequence(seq, first, models, config, out / name, out.with_name(out.name + "-forward") / name)
+            forward_seconds += stats["forward_seconds"]
+        else:
+            stats = segment_video(seq.frames.path, {0: seq.annotations[first]}, out / name, models=models,
+                                  config=config, progress=False)
         frames += stats["frames"]
         seconds += stats["seconds"]
         print(f"{name}: {stats['frames']} frames, {stats['fps']:.2f} frames/s", flush=True)
+    if args.offline:
+        forward = evaluate_folders(dataset.mask_dir, out.with_name(out.name + "-forward"), sequences=sequences)
+        g = forward.global_statistics()
+        print(f"RESULT-FORWARD (online + re-id) " + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
+              + f" fps={frames / forward_seconds:.2f}")
     result = evaluate_folders(dataset.mask_dir, out, sequences=sequences)
     print(format_tables(result))
     g = result.global_statistics()
@@ -77,6 +86,26 @@ def main() -> None:
           f"read={read.mode} sigma={read.sigma} top_k={read.top_k} "
           + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
           + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")
+
+
+def offline_sequence(seq, first: str, models, config, out: Path, forward_out: Path) -> dict[str, float]:
+    """The offline mode on one sequence; writes its masks and the forward pass's."""
+    import time
+
+    from memvos.data.masks import read_mask
+    from memvos.data.writers import write_palette_png
+    from memvos.inference.offline import segment_offline
+
+    start = time.perf_counter()
+    labels, report = segment_offline(seq.frames, {0: read_mask(seq.annotations[first])}, models, config.inference)
+    seconds = time.perf_counter() - start
+    for folder, maps in ((out, labels), (forward_out, report.forward_labels)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, m in zip(seq.frames.names, maps):
+            write_palette_png(folder / f"{name}.png", m)
+    print(f"  starting points {report.starts}, backward frames {report.backward_frames}, events {report.events}")
+    return {"frames": len(labels), "seconds": seconds, "fps": len(labels) / seconds,
+            "forward_seconds": report.forward_seconds}
 
 
 if __name__ == "__main__":

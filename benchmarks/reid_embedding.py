@@ -27,9 +27,13 @@ from memvos.train.reid import Describer, ReidTrainConfig, collect, pair_scores, 
 
 
 def report(name: str, x: np.ndarray, groups: np.ndarray, embedder: RegionEmbedder) -> None:
-    raw = roc_auc(*pair_scores(x, groups))
     e = embedder.projection(torch.from_numpy(x).float()).numpy()
     pos, neg = pair_scores(e, groups)
+    if not len(pos):  # every object seen once (judo's masks each introduce a new object)
+        print(f"{name:42s} regions {len(x):5d}  no matching pairs; whitened cosine of other regions: "
+              f"median {np.median(neg):.2f}, 99th percentile {np.quantile(neg, 0.99):.2f}", flush=True)
+        return
+    raw = roc_auc(*pair_scores(x, groups))
     print(f"{name:42s} regions {len(x):5d}  AUC raw {raw:.3f}  whitened {roc_auc(pos, neg):.3f}  "
           f"(whitened cosine: same {np.median(pos):.2f}, other {np.median(neg):.2f})", flush=True)
 

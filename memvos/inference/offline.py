@@ -17,6 +17,7 @@ directions from each, and one track per object linked from the pieces.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ class OfflineReport:
     starts: dict[int, list[int]]  # object -> its starting points (annotations, then re-identifications)
     backward_frames: int  # frames processed by the backward passes
     events: dict[int, list[tuple[int, str]]]  # the forward pass's lost / re-identified events
+    forward_labels: list[np.ndarray]  # the forward pass alone: what online re-identification gives
+    forward_seconds: float  # time of the forward pass (the rest is backward passes and linking)
 
 
 def _quantise(p: Tensor) -> np.ndarray:
@@ -79,9 +82,11 @@ def segment_offline(frames, masks: dict[int, np.ndarray], models, config: Infere
     tick = (lambda: progress(1)) if progress else (lambda: None)
     given = {t: (m, None) for t, m in masks.items()}
 
+    start = time.perf_counter()
     forward = InferenceCore(models, config)
     ahead: dict[int, _Piece] = {}
     _run(forward, frames, list(range(n)), given, ahead, lambda obj, t: True, tick)
+    forward_seconds = time.perf_counter() - start
     ids = forward.object_ids
     first_mask = {obj: min(t for t, m in masks.items() if (m == obj).any()) for obj in ids
                   if any((m == obj).any() for m in masks.values())}
@@ -129,8 +134,9 @@ def segment_offline(frames, masks: dict[int, np.ndarray], models, config: Infere
             channels.append(_link(f, b, ahead[obj].similarity[t], behind[obj].similarity[t],
                                   (t - lo) / max(hi - lo, 1), agree_iou))
         out.append(_argmax_labels(channels, ids, frames_size(frames)))
-    report = OfflineReport(starts, backward_frames, {obj: list(forward.reid.tracks[obj].events) for obj in ids
-                                                      if obj in forward.reid.tracks})
+    events = {obj: list(forward.reid.tracks[obj].events) for obj in ids if obj in forward.reid.tracks}
+    forward_labels = [_labels(ahead, ids, t) if ids else np.zeros(frames_size(frames), np.uint8) for t in range(n)]
+    report = OfflineReport(starts, backward_frames, events, forward_labels, forward_seconds)
     return out, report
 
 
