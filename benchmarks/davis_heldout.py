@@ -75,7 +75,7 @@ def main() -> None:
     if args.offline:
         forward = evaluate_folders(dataset.mask_dir, out.with_name(out.name + "-forward"), sequences=sequences)
         g = forward.global_statistics()
-        print(f"RESULT-FORWARD (online + re-id) " + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
+        print("RESULT-FORWARD (online + re-id) " + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
               + f" fps={frames / forward_seconds:.2f}")
     result = evaluate_folders(dataset.mask_dir, out, sequences=sequences)
     print(format_tables(result))

@@ -23,7 +23,7 @@ from torch import Tensor
 from memvos.data.masks import object_ids as ids_in_mask
 from memvos.inference.memory import MemoryBank, MemoryPolicy
 from memvos.inference.objects import ObjectManager, one_hot
-from memvos.inference.reid import ReidConfig, ReIdentifier, RegionEmbedder, reid_inputs
+from memvos.inference.reid import RegionEmbedder, ReidConfig, ReIdentifier, reid_inputs
 from memvos.model.base import SegmentationModel
 from memvos.model.instance_head import ObjectFeatureStats
 

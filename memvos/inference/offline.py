@@ -112,7 +112,7 @@ def segment_offline(frames, masks: dict[int, np.ndarray], models, config: Infere
         backward = InferenceCore(models, config)
         pieces: dict[int, _Piece] = {}
         _run(backward, cache, order, {s: (labels_s, present)}, pieces,
-             lambda obj, t: obj in previous and previous[obj] < t < s, tick)
+             lambda obj, t, previous=previous, s=s: obj in previous and previous[obj] < t < s, tick)
         backward_frames += len(order)
         for obj, piece in pieces.items():
             target = behind.setdefault(obj, _Piece())

@@ -294,7 +294,7 @@ def train_reid(cfg: ReidTrainConfig) -> tuple[Path, dict[str, Any]]:
     whitened = roc_auc(*pair_scores(projection(torch.from_numpy(x).float()).numpy(), groups))
     path = Path(cfg.out) / f"reid-{model.reid_feature_name}.safetensors"
     save_projection(projection, path)
-    stats = {"regions": int(len(x)), "objects": int(len(np.unique(groups))), "auc_raw": raw, "auc_whitened": whitened,
+    stats = {"regions": len(x), "objects": len(np.unique(groups)), "auc_raw": raw, "auc_whitened": whitened,
              **cross_fitted_thresholds(x, groups, cfg)}
     return path, stats
 

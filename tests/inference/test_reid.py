@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from memvos.inference.reid import (ObjectTrack, Projection, ReidConfig, ReIdentifier, RegionEmbedder, components,
-                                   region_descriptor)
+from memvos.inference.reid import (
+    ObjectTrack,
+    Projection,
+    RegionEmbedder,
+    ReidConfig,
+    ReIdentifier,
+    components,
+    region_descriptor,
+)
 from memvos.train.reid import fit_whitening, pair_scores, roc_auc
 
 

@@ -83,7 +83,6 @@ def test_collate_stacks_and_rejects_too_many_objects(static_root):
 def test_shipped_training_configs_parse():
     from memvos.config import PRESET_DIR
     from memvos.train.config import load_train_config
-
     from memvos.train.reid import is_reid_config, load_reid_config
 
     files = sorted((PRESET_DIR / "train").glob("*.yaml"))
