@@ -91,14 +91,13 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
     return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds}
 
 
-
 def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overlay, models, config: MemvosConfig,
                      progress: bool, start: float) -> dict[str, float]:
     """The offline mode: all frames are segmented first (several passes), then written."""
     from memvos.inference.offline import segment_offline
 
     given = {t: fit_mask_to_frame(read_mask(path), frames.size, path) for t, path in masks.items()}
-    with tqdm(unit="frame", desc="segmenting (offline)", disable=not progress) as bar:
+    with tqdm(unit="frame", desc="segmenting (offline: forward, then backward passes)", disable=not progress) as bar:
         labels, report = segment_offline(frames, given, models, config.inference, progress=bar.update)
     for obj, points in report.starts.items():
         log.info("object %d: starting points %s", obj, points)
