@@ -121,6 +121,7 @@ def segment_offline(frames, masks: dict[int, np.ndarray], models, config: Infere
             for t in piece.probs:
                 span.setdefault(obj, {})[t] = (previous[obj], s)
 
+    size = frames_size(frames)
     out = []
     for t in range(n):
         channels = []
@@ -128,14 +129,14 @@ def segment_offline(frames, masks: dict[int, np.ndarray], models, config: Infere
             f = ahead.get(obj, _Piece()).probs.get(t)
             b = behind.get(obj, _Piece()).probs.get(t)
             if b is None or f is None:
-                channels.append(f if f is not None else np.zeros(frames_size(frames), np.uint8))
+                channels.append(f if f is not None else np.zeros(size, np.uint8))
                 continue
             lo, hi = span[obj][t]
             channels.append(_link(f, b, ahead[obj].similarity[t], behind[obj].similarity[t],
                                   (t - lo) / max(hi - lo, 1), agree_iou))
-        out.append(_argmax_labels(channels, ids, frames_size(frames)))
+        out.append(_argmax_labels(channels, ids, size))
     events = {obj: list(forward.reid.tracks[obj].events) for obj in ids if obj in forward.reid.tracks}
-    forward_labels = [_labels(ahead, ids, t) if ids else np.zeros(frames_size(frames), np.uint8) for t in range(n)]
+    forward_labels = [_labels(ahead, ids, t) if ids else np.zeros(size, np.uint8) for t in range(n)]
     report = OfflineReport(starts, backward_frames, events, forward_labels, forward_seconds)
     return out, report
 
