@@ -27,6 +27,7 @@ class DataSpec:
     split: str | None = "train"  # video: ImageSets/<split>.txt (DAVIS)
     exclude_last: int = 0  # video: hold out the last N sequences of the split
     interaction_prior: str = "grabcut"  # interactive models: the simulated round's prior ('grabcut' or 'paint')
+    plain_fraction: float = 0.0  # interactive models: share of clips given a plain mask (no strokes), as in stage 2
 
 
 @dataclass
@@ -97,6 +98,8 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
         raise ValueError(f"data.kind must be one of {STAGE_KINDS}, got {cfg.data.kind!r}")
     if cfg.data.interaction_prior not in ("grabcut", "paint"):
         raise ValueError(f"data.interaction_prior must be 'grabcut' or 'paint', got {cfg.data.interaction_prior!r}")
+    if not 0.0 <= cfg.data.plain_fraction <= 1.0:
+        raise ValueError(f"data.plain_fraction must be in [0, 1], got {cfg.data.plain_fraction!r}")
     if not cfg.data.roots:
         raise ValueError("data.roots is empty: give the image folders (static) or the dataset root (video)")
     if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.checkpoint_every < 1:

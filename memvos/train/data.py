@@ -59,6 +59,20 @@ def with_interaction(sample: Sample, rng: np.random.Generator, prior: str = "gra
                   torch.from_numpy(strokes))
 
 
+def plain_round(sample: Sample) -> Sample:
+    """Frame 0 given as a whole mask with no strokes: the semi-supervised case, seen through the
+    interactive pass, so that an interactive model keeps propagating a given mask well."""
+    k = sample.num_objects
+    labels = sample.labels[0]
+    prior = torch.stack([(labels == i).float() for i in range(1, k + 1)]) if k else torch.zeros(0, *labels.shape)
+    return Sample(sample.frames, sample.labels, k, prior, torch.zeros(k, 2, *labels.shape))
+
+
+def is_plain(seed: int, number: int, fraction: float) -> bool:
+    """Whether sample ``number`` gets a plain mask instead of a simulated round (its own stream)."""
+    return fraction > 0 and bool(np.random.default_rng([seed, number, 11]).random() < fraction)
+
+
 def item_for(seed: int, number: int, size: int) -> int:
     """Dataset item of global sample ``number``: epoch ``number // size`` walks a fresh permutation."""
     epoch, offset = divmod(number, size)

@@ -29,6 +29,7 @@ import yaml
 from tqdm import tqdm
 
 from memvos.data.frames import list_images, read_rgb
+from memvos.data.masks import read_mask
 from memvos.errors import InputError
 from memvos.inference.core import processing_size
 from memvos.inference.reid import EMBED_DIM, Projection, region_descriptor, reid_inputs, save_projection
@@ -90,7 +91,8 @@ class Describer:
     @torch.inference_mode()
     def features(self, rgb: np.ndarray) -> torch.Tensor:
         h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(rgb))  # a copy: the frame may be read-only
+        x = x.permute(2, 0, 1)[None].float() / 255
         size = processing_size(h, w, self.short_side)
         if size != (h, w):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -136,14 +138,6 @@ def augment(rgb: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tup
     return out, m
 
 
-def read_labels(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        a = np.asarray(im)
-    return a[..., 0] if a.ndim == 3 else a
-
-
 def collect(cfg: ReidTrainConfig, model) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors (N, D) and group labels (N,): equal labels = the same object; negatives get
     a label of their own."""
@@ -175,7 +169,7 @@ def collect(cfg: ReidTrainConfig, model) -> tuple[np.ndarray, np.ndarray]:
                 frame_name = seq.frames.names[t]
                 if frame_name not in seq.annotations:
                     continue
-                labels = read_labels(seq.annotations[frame_name])
+                labels = read_mask(seq.annotations[frame_name])
                 features = describer.features(seq.frames[t])
                 for obj in [int(i) for i in np.unique(labels) if 0 < i < 255]:
                     gt = labels == obj
@@ -196,7 +190,7 @@ def collect(cfg: ReidTrainConfig, model) -> tuple[np.ndarray, np.ndarray]:
             mask_path = folder / "masks" / f"{path.stem}.png"
             if not mask_path.is_file():
                 continue
-            rgb, labels = read_rgb(path), read_labels(mask_path)
+            rgb, labels = read_rgb(path), read_mask(mask_path)
             ids = [int(i) for i in np.unique(labels) if 0 < i < 255]
             if not ids or labels.shape != rgb.shape[:2]:
                 continue

@@ -39,6 +39,8 @@ from memvos.train.data import (
     collate,
     collate_interaction,
     interaction_rng,
+    is_plain,
+    plain_round,
     skip_curriculum,
     with_interaction,
 )
@@ -268,8 +270,9 @@ class Trainer:
         samples = [self.dataset.sample(spec.seed, n, iteration, total) for n in numbers]
         if not self.interactive:
             return collate(samples, self.cfg.data.max_objects)
-        prior = self.cfg.data.interaction_prior
-        samples = [with_interaction(s, interaction_rng(spec.seed, n), prior) for s, n in zip(samples, numbers)]
+        prior, plain = self.cfg.data.interaction_prior, self.cfg.data.plain_fraction
+        samples = [plain_round(s) if is_plain(spec.seed, n, plain)
+                   else with_interaction(s, interaction_rng(spec.seed, n), prior) for s, n in zip(samples, numbers)]
         return (*collate(samples, self.cfg.data.max_objects), *collate_interaction(samples))
 
     def step(self, iteration: int) -> float:

@@ -134,3 +134,19 @@ def test_a_simulated_interaction_is_deterministic_and_padded_by_collate(static_r
         assert not strokes[i, s.num_objects:].any()  # padding objects have no strokes
     with pytest.raises(ValueError, match="simulated interaction"):
         collate_interaction(samples)
+
+
+def test_plain_rounds_give_the_whole_mask_and_no_strokes(static_root):
+    from memvos.train.data import is_plain, plain_round
+
+    data = StaticClips([static_root], ClipAugment(crop=32, max_objects=2))
+    sample = data.sample(0, 0, 0, 1)
+    plain = plain_round(sample)
+    for k in range(sample.num_objects):
+        assert torch.equal(plain.prior[k].bool(), sample.labels[0] == k + 1)
+    assert plain.strokes.shape == (sample.num_objects, 2, 32, 32) and not plain.strokes.any()
+    # the share of plain samples follows the fraction, and each sample's draw is fixed
+    draws = [is_plain(3, n, 0.3) for n in range(2000)]
+    assert abs(np.mean(draws) - 0.3) < 0.04
+    assert draws == [is_plain(3, n, 0.3) for n in range(2000)]
+    assert not any(is_plain(3, n, 0.0) for n in range(200)) and all(is_plain(3, n, 1.0) for n in range(200))

@@ -181,6 +181,14 @@ def test_interactive_model_trains_from_semi_supervised_weights_with_a_simulated_
     assert trainer.interactive and trainer.model.value_encoder.conv_in.weight[:, -2:].abs().sum() == 0
     _, _, counts, prior, strokes = trainer.batch(0)
     assert prior.shape == (2, int(counts.max()), 64, 64) and strokes.shape == (2, int(counts.max()), 2, 64, 64)
+    assert strokes.any()  # simulated rounds draw strokes
+    data["data"]["plain_fraction"] = 1.0  # every clip a plain mask: the stage-2 case through the same pass
+    plain = Trainer(train_config_from_dict(data), out=tmp_path / "unused-plain")
+    frames, labels, counts, prior, strokes = plain.batch(0)
+    assert not strokes.any()
+    for b in range(len(counts)):
+        for k in range(int(counts[b])):
+            assert torch.equal(prior[b, k].bool(), labels[b, 0] == k + 1)
     final = Trainer(cfg).run()
     model, config = load_checkpoint(final)
     assert config.model["scribbles"] is True
