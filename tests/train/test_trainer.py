@@ -184,7 +184,7 @@ def test_interactive_model_trains_from_semi_supervised_weights_with_a_simulated_
     assert strokes.any()  # simulated rounds draw strokes
     data["data"]["plain_fraction"] = 1.0  # every clip a plain mask: the stage-2 case through the same pass
     plain = Trainer(train_config_from_dict(data), out=tmp_path / "unused-plain")
-    frames, labels, counts, prior, strokes = plain.batch(0)
+    _, labels, counts, prior, strokes = plain.batch(0)
     assert not strokes.any()
     for b in range(len(counts)):
         for k in range(int(counts[b])):
