@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from memvos.cli import load_models
+from memvos.cli import load_models, parse_scales
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
 from memvos.eval.report import format_tables
@@ -56,7 +56,7 @@ def main() -> None:
     if args.flip:
         changes["flip"] = True
     if args.scales:
-        changes["scales"] = tuple(int(x) for x in args.scales.split(","))
+        changes["scales"] = parse_scales(args.scales)
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     out = args.out or Path(tempfile.mkdtemp(prefix="memvos-heldout-"))
     frames = seconds = forward_seconds = 0.0

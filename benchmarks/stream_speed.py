@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from memvos.cli import load_models
+from memvos.cli import load_models, parse_scales
 from memvos.data.synthetic import shape_mask, smooth_texture
 from memvos.inference.core import InferenceCore
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("what", choices=("fps", "ram"))
     parser.add_argument("--config")
     parser.add_argument("--checkpoint", action="append")
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=120, help="long enough for the memory to reach its cap")
     parser.add_argument("--height", type=int, default=None, help="default: 480 for fps, 120 for ram")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scales", help="processing short side(s), e.g. 240 (default: the config's)")
@@ -67,7 +67,7 @@ def main() -> None:
     models, config = load_models(args.checkpoint, args.config, "cpu")
     inference = config.inference
     if args.scales:
-        inference = dataclasses.replace(inference, scales=tuple(int(x) for x in args.scales.split(",")))
+        inference = dataclasses.replace(inference, scales=parse_scales(args.scales))
     if args.memory_frames:
         inference = dataclasses.replace(inference, memory=dataclasses.replace(inference.memory,
                                                                               max_frames=args.memory_frames))

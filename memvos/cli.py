@@ -34,7 +34,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_scales(text: str | None) -> tuple[int, ...] | None:
+def parse_scales(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
@@ -75,7 +75,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
     changes = {"device": args.device}
     if args.scales:
-        changes["scales"] = _parse_scales(args.scales)
+        changes["scales"] = parse_scales(args.scales)
     if args.flip:
         changes["flip"] = True
     if args.reid or args.offline:
