@@ -30,7 +30,7 @@ from memvos.inference.core import InferenceCore
 def stream(n: int, height: int, seed: int = 0):
     """Yield (frame, mask-or-None) for n frames of size height x (16/9 height)."""
     rng = np.random.default_rng(seed)
-    h, w = height, int(round(height * 16 / 9 / 2)) * 2
+    h, w = height, round(height * 16 / 9 / 2) * 2
     background = smooth_texture((h, w), rng, scale=h / 8)
     side = h // 3
     sprite = smooth_texture((side, side), rng, scale=side / 4)

@@ -106,7 +106,7 @@ def test_segment_video_end_to_end(video_and_masks, capsys):
 
 
 def test_segment_with_a_mask_folder_adds_the_late_object(video_and_masks):
-    root, clip = video_and_masks
+    root, _clip = video_and_masks
     out = root / "out_folder"
     assert main(["segment", str(root / "in.mp4"), "--masks", str(root / "masks"), "--out", str(out)]) == 0
     assert not (read_mask(out / "00002.png") == 2).any()

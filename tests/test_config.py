@@ -39,7 +39,7 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 
 def test_training_free_preset_builds_without_weights_file():
-    model, cfg = load_model("training-free-lite0")
+    model, _cfg = load_model("training-free-lite0")
     assert isinstance(model, TrainingFreeModel) and model.read.config.mode == "kmn"
 
 

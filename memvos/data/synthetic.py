@@ -87,7 +87,7 @@ def render_clip(background: np.ndarray, sprites: list[Sprite], n_frames: int, pa
     h, w = size or background.shape[:2]
     frames, labels = [], []
     for t in range(n_frames):
-        x0, y0 = int(round(pan[0] * t)), int(round(pan[1] * t))
+        x0, y0 = round(pan[0] * t), round(pan[1] * t)
         frame = background[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
         label = np.zeros((h, w), np.uint8)
         for sprite in sprites:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import av
 import numpy as np
@@ -183,7 +184,7 @@ class VideoWriter:
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
 
-    def __enter__(self) -> VideoWriter:
+    def __enter__(self) -> Self:
         self._tmp = self._atomic.__enter__()
         try:
             self._container = av.open(str(self._tmp), mode="w", format="mp4")

@@ -62,7 +62,7 @@ def boundary_tolerance(shape: tuple[int, int], bound_th: float = BOUNDARY_TOLERA
     """Match tolerance in pixels: ``bound_th`` itself if >= 1, else ceil(bound_th x diagonal)."""
     if bound_th >= 1:
         return int(bound_th)
-    return int(math.ceil(bound_th * math.hypot(*shape)))
+    return math.ceil(bound_th * math.hypot(*shape))
 
 
 def _box(*masks: np.ndarray) -> tuple[int, int, int, int] | None:

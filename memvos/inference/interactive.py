@@ -86,11 +86,11 @@ class _State:
 
 
 def load_interactive_model(source: str | Path | None = None, device: str = "cpu"):
-    """The model an interactive session runs: a checkpoint, else the shipped semi-supervised
-    default (strokes then act through the GrabCut prior and the enforced, painted mask)."""
-    from memvos.model.factory import load_model
+    """The model an interactive session runs: a checkpoint, else the shipped interactive model
+    (trained with strokes as memory-encoder inputs; see ``default_interactive_source``)."""
+    from memvos.model.factory import default_interactive_source, load_model
 
-    return load_model(source, device)
+    return load_model(source or default_interactive_source(), device)
 
 
 class InteractiveSession:

@@ -19,6 +19,7 @@ from memvos.model.training_free import TrainingFreeConfig, TrainingFreeModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "memvos-default.safetensors"
+DEFAULT_INTERACTIVE_WEIGHTS = WEIGHTS_DIR / "memvos-interactive.safetensors"
 DEFAULT_TRAINING_FREE = "training-free-lite0"
 CONFIG_KEY = "memvos_config"
 
@@ -82,6 +83,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, M
 def default_model_source() -> str:
     """The best model the project ships: trained weights if present, else the training-free preset."""
     return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else DEFAULT_TRAINING_FREE
+
+
+def default_interactive_source() -> str:
+    """The shipped interactive model (stroke maps as memory-encoder inputs) if present, else
+    the semi-supervised default, which then sees strokes only through the mask prior."""
+    if DEFAULT_INTERACTIVE_WEIGHTS.is_file():
+        return str(DEFAULT_INTERACTIVE_WEIGHTS)
+    return default_model_source()
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",

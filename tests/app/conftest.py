@@ -1,5 +1,5 @@
 """Fixtures of the app tests: a root folder holding a synthetic clip as a frame folder and as an
-mp4, a folder outside it, a symlink pointing out; the shipped model, loaded once."""
+mp4, a folder outside it, a symlink pointing out; the shipped semi-supervised model, loaded once."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ from memvos.data.video import write_video
 
 @pytest.fixture(scope="session")
 def shipped():
-    """(model, config) of the shipped interactive model (3 MB; fast on small frames)."""
+    """(model, config) of the shipped semi-supervised model (3 MB; fast on small frames). Not the
+    interactive default: that one does not propagate on these synthetic sprite clips (README,
+    Interactive), and these tests check the app, whose sessions run any model."""
     import torch
 
     from memvos.inference.interactive import load_interactive_model
+    from memvos.model.factory import default_model_source
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the test machine runs other jobs: more threads only contend
-    yield load_interactive_model()
+    yield load_interactive_model(default_model_source())
     torch.set_num_threads(threads)
 
 

@@ -181,7 +181,7 @@ def test_corrupt_first_frame_size(tmp_path):
     _save(folder / "1.png", _frame(1))
     source = FolderFrames(folder)
     with pytest.raises(InputError) as info:
-        source.size
+        _ = source.size
     assert str(folder / "0.jpg") in str(info.value)
 
 

@@ -72,7 +72,7 @@ def test_appear_at_is_respected():
 
 
 def test_occluder_reduces_visible_area():
-    kwargs = dict(n_frames=8, size=(H, W), n_objects=2, seed=7)
+    kwargs = {"n_frames": 8, "size": (H, W), "n_objects": 2, "seed": 7}
     plain = make_synthetic_clip(**kwargs)
     occluded = make_synthetic_clip(**kwargs, occluder=True)
     plain_area = np.array([[(lab == k).sum() for k in (1, 2)] for lab in plain.labels])

@@ -42,13 +42,13 @@ def moving_square(tmp_path):
 
 
 def test_identical_folders_score_one(moving_square):
-    root, gt, _ = moving_square
+    root, _gt, _ = moving_square
     result = evaluate_folders(root / "gt", root / "gt")
     assert result.global_statistics() == {k: (0.0 if "Decay" in k else 1.0) for k in GLOBAL_KEYS}
 
 
 def test_shifted_square_has_known_j(moving_square):
-    root, gt, pred = moving_square
+    root, _gt, _pred = moving_square
     result = evaluate_folders(root / "gt", root / "pred", workers=1)
     (obj,) = result.objects
     assert obj.frames == [f"{i:05d}" for i in range(1, 7)]  # first and last frame excluded

@@ -212,3 +212,20 @@ def test_bad_input_leaves_nothing_to_undo(clip, model):
     with pytest.raises(InputError):
         session.interact(0, 1, mask=np.zeros((5, 5), bool))
     assert not session.undo() and session.object_ids == ()
+
+
+def test_the_default_interactive_model_is_the_shipped_stroke_model(monkeypatch, tmp_path):
+    """The package ships interactive weights whose memory encoder takes the stroke maps; without
+    that file the session falls back to the semi-supervised default."""
+    from memvos.inference import interactive
+    from memvos.model import factory
+
+    assert factory.DEFAULT_INTERACTIVE_WEIGHTS.is_file()
+    model, config = interactive.load_interactive_model()
+    assert isinstance(model, FrozenKeySTM) and model.config.scribbles
+    assert config.model["scribbles"] is True
+
+    monkeypatch.setattr(factory, "DEFAULT_INTERACTIVE_WEIGHTS", tmp_path / "missing.safetensors")
+    assert factory.default_interactive_source() == factory.default_model_source()
+    fallback, _ = interactive.load_interactive_model()
+    assert not fallback.config.scribbles

@@ -124,7 +124,7 @@ def test_bad_config_is_refused():
 
 
 def test_fast_argmax_finds_the_same_centres_without_ties():
-    mk, mv, qk = random_memory(seed=6)
+    mk, _mv, qk = random_memory(seed=6)
     fast = MemoryRead(ReadConfig(mode="kmn", sigma=2.0, top_k=3))
     exact = MemoryRead(ReadConfig(mode="kmn", sigma=2.0, top_k=3, fast_argmax=False))
     keys = mk.flatten(2)

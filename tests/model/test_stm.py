@@ -61,8 +61,8 @@ def test_memory_encoder_sees_the_mask(net):
     a = torch.zeros(1, 64, 96)
     b = a.clone()
     b[0, 20:40, 20:60] = 1
-    ka, va = net.encode_memory(rgb, a)
-    kb, vb = net.encode_memory(rgb, b)
+    _ka, va = net.encode_memory(rgb, a)
+    _kb, vb = net.encode_memory(rgb, b)
     assert not torch.allclose(va, vb)
 
 
@@ -75,7 +75,7 @@ def test_scribble_channels_plug_in():
         k0, v0 = net.encode_memory(rgb, probs)
         scribbles = torch.zeros(2, 2, 32, 48)
         scribbles[:, 0, 5:10, 5:20] = 1
-        k1, v1 = net.encode_memory(rgb, probs, scribbles)
+        _k1, v1 = net.encode_memory(rgb, probs, scribbles)
     assert v0.shape == v1.shape and not torch.allclose(v0, v1)
     assert isinstance(MemoryEntry(k0, v0, (1, 2)).object_ids, tuple)
 
