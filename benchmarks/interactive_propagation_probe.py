@@ -13,14 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
+from memvos.data.datasets import DavisDataset
 from memvos.data.synthetic import make_synthetic_clip
 from memvos.eval.metrics import jaccard
 from memvos.inference.interactive import InteractiveSession, load_interactive_model
+from memvos.model.factory import DEFAULT_INTERACTIVE_WEIGHTS, DEFAULT_WEIGHTS
 
-WEIGHTS = ("memvos/weights/memvos-default.safetensors", "memvos/weights/memvos-interactive.safetensors",
-           "weights/frozen-key-lite0-interactive-r1.safetensors")
+R1_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "frozen-key-lite0-interactive-r1.safetensors"
+WEIGHTS = (DEFAULT_WEIGHTS, DEFAULT_INTERACTIVE_WEIGHTS, R1_WEIGHTS)
 
 
 def stroke_inside(mask: np.ndarray) -> np.ndarray:
@@ -44,12 +45,12 @@ def per_frame_j(weights: str, frames: np.ndarray, labels: np.ndarray, **given) -
 
 
 def davis_clip(root: Path, sequence: str, size: tuple[int, int], n: int = 16):
-    frames = sorted((root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))[:n]
-    annotations = sorted((root / "Annotations" / "480p" / sequence).glob("*.png"))[:n]
-    rgb = np.stack([cv2.resize(np.array(Image.open(f).convert("RGB")), size, interpolation=cv2.INTER_AREA)
-                    for f in frames])
-    labels = np.stack([(cv2.resize(np.array(Image.open(a)), size, interpolation=cv2.INTER_NEAREST) > 0)
-                       .astype(np.uint8) for a in annotations])
+    """The first ``n`` frames and object-1 masks of a DAVIS sequence, resized to ``size`` (w, h)."""
+    video = DavisDataset(root)[sequence]
+    names = video.frames.names[:n]
+    rgb = np.stack([cv2.resize(video.frames[i], size, interpolation=cv2.INTER_AREA) for i in range(len(names))])
+    labels = np.stack([cv2.resize((video.read_annotation(name) == 1).astype(np.uint8), size,
+                                  interpolation=cv2.INTER_NEAREST) for name in names])
     return rgb, labels
 
 
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    weights = [w for w in WEIGHTS if Path(w).is_file()]
+    weights = [str(w) for w in WEIGHTS if w.is_file()]
     made = make_synthetic_clip(n_frames=8, size=(192, 256), n_objects=2, seed=1)
     frames, labels = np.stack(made.frames), np.stack(made.labels)
     for w in weights:
