@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from memvos.cli import load_models, parse_scales
+from memvos.cli import PRECISION_CHOICES, load_models, parse_scales
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
 from memvos.eval.report import format_tables
@@ -42,11 +42,12 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true", help="re-identification + bidirectional propagation")
     parser.add_argument("--flip", action="store_true", help="test-time flip")
     parser.add_argument("--scales", help="test-time scales, e.g. 480,600")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default: the config's (auto)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = DavisDataset(args.davis, split="train")
     sequences = args.sequences or dataset.sequences[-HELD_OUT:]
-    models, config = load_models(args.checkpoint, args.config, "cpu")
+    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision)
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
@@ -83,6 +84,7 @@ def main() -> None:
     read = models[0].read.config
     mode = "offline" if args.offline else "reid" if args.reid else "online"
     print(f"RESULT config={config.name} mode={mode} flip={config.inference.flip} scales={config.inference.scales} "
+          f"precision={config.inference.precision} "
           f"read={read.mode} sigma={read.sigma} top_k={read.top_k} "
           + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
           + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")

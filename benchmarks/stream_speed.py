@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from memvos.cli import load_models, parse_scales
+from memvos.cli import PRECISION_CHOICES, load_models, parse_scales
 from memvos.data.synthetic import shape_mask, smooth_texture
 from memvos.inference.core import InferenceCore
 
@@ -61,10 +61,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scales", help="processing short side(s), e.g. 240 (default: the config's)")
     parser.add_argument("--memory-frames", type=int, help="memory cap (default: the config's)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default: the config's (auto)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     height = args.height or (480 if args.what == "fps" else 120)
-    models, config = load_models(args.checkpoint, args.config, "cpu")
+    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision)
     inference = config.inference
     if args.scales:
         inference = dataclasses.replace(inference, scales=parse_scales(args.scales))
@@ -85,7 +86,8 @@ def main() -> None:
     print(f"RESULT {args.what} config={config.name} frames={args.frames} size={frame.shape[1]}x{frame.shape[0]} "
           f"fps={len(steady) / sum(steady):.2f} s/frame={np.mean(steady):.3f} "
           f"fps_full={len(at_cap) / sum(at_cap) if at_cap else float('nan'):.2f} frames_full={len(at_cap)} "
-          f"scales={inference.scales} memory_frames={inference.memory.max_frames} peak_rss_mb={peak:.0f} "
+          f"scales={inference.scales} memory_frames={inference.memory.max_frames} precision={inference.precision} "
+          f"peak_rss_mb={peak:.0f} "
           f"rss_at_10%={rss[len(rss) // 10]:.0f} rss_at_end={rss[-1]:.0f} threads={torch.get_num_threads()}")
 
 

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from memvos import __version__
 from memvos.errors import InputError
 
+# memvos.model.precision.PRECISIONS, not imported here: it would load torch for `--help`.
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+
 
 class _OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -47,16 +50,17 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
 
 
 def load_models(checkpoints: list[str] | None, config_name: str | None, device: str,
-                backbone_weights: str | None = None):
-    """Models and the config that drives the engine: checkpoints (an ensemble if several) or a preset."""
+                backbone_weights: str | None = None, precision: str | None = None):
+    """Models and the config that drives the engine: checkpoints (an ensemble if several) or a
+    preset; ``precision`` overrides the config's ``inference.precision``."""
     from memvos.model.factory import load_model
 
     if checkpoints and (config_name or backbone_weights):
         raise InputError(None, "give --checkpoint (the weights carry their config) or --config, not both")
     if backbone_weights:
-        loaded = [load_model(config_name, device, backbone_weights=backbone_weights)]
+        loaded = [load_model(config_name, device, backbone_weights=backbone_weights, precision=precision)]
     else:
-        loaded = [load_model(source, device) for source in (checkpoints or [config_name])]
+        loaded = [load_model(source, device, precision=precision) for source in (checkpoints or [config_name])]
     return [model for model, _ in loaded], loaded[0][1]
 
 
@@ -69,7 +73,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
-    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights)
+    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision)
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
@@ -226,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--read", choices=("stm", "kmn"), help="memory read (default: the config's)")
     seg.add_argument("--scales", help="processing short sides, comma separated (e.g. 480,600): averaged")
     seg.add_argument("--flip", action="store_true", help="also run on the mirrored video and average")
+    seg.add_argument("--precision", choices=PRECISION_CHOICES,
+                     help="compute precision of the encoders and memory-read selection (default: the config's, "
+                          "auto = bfloat16 where the CPU does it natively)")
     seg.add_argument("--reid", action="store_true",
                      help="re-identify objects lost to occlusion or exit instead of following look-alikes")
     seg.add_argument("--offline", action="store_true",

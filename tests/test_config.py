@@ -43,6 +43,19 @@ def test_training_free_preset_builds_without_weights_file():
     assert isinstance(model, TrainingFreeModel) and model.read.config.mode == "kmn"
 
 
+def test_trained_presets_load_the_weights_memvos_ships():
+    from memvos.model.factory import DEFAULT_WEIGHTS, FAST_WEIGHTS, shipped_weights
+    from memvos.model.frozen_key import FrozenKeySTM
+
+    assert shipped_weights("frozen-key-lite0") == DEFAULT_WEIGHTS and shipped_weights("kmn-lite0") is None
+    fast, cfg = load_model("frozen-key-lite0-fast")
+    assert isinstance(fast, FrozenKeySTM) and fast.config.output_stride == 16 and cfg.read.sigma == 4.0
+    shipped, _ = load_checkpoint(FAST_WEIGHTS)
+    for key, value in shipped.state_dict().items():
+        assert torch.equal(fast.state_dict()[key], value), key
+    assert load_model("frozen-key-lite0")[1].model["output_stride"] == 8
+
+
 def test_stm_preset_without_checkpoint_is_refused():
     with pytest.raises(InputError, match="checkpoint"):
         load_model("kmn-lite0")

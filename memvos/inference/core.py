@@ -26,6 +26,7 @@ from memvos.inference.objects import ObjectManager, one_hot
 from memvos.inference.reid import RegionEmbedder, ReidConfig, ReIdentifier, reid_inputs
 from memvos.model.base import SegmentationModel
 from memvos.model.instance_head import ObjectFeatureStats
+from memvos.model.precision import PRECISIONS
 
 EPS = 1e-7
 
@@ -44,6 +45,11 @@ class InferenceConfig:
     max_short_side: int | None = 480
     device: str = "cpu"
     reid: ReidConfig | None = None  # re-identify lost objects (None: off)
+    precision: str = "auto"  # auto | float32 | bfloat16: applied when a model is loaded (memvos.model.precision)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 def processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:

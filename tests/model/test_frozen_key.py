@@ -138,3 +138,24 @@ def test_semi_supervised_weights_widen_into_an_interactive_model_unchanged(model
     query = model.encode_query(torch.rand(1, 3, 64, 64))
     probs = torch.rand(1, 2, 64, 64)
     assert torch.allclose(model.encode_values(query, probs), interactive.encode_values(query, probs), atol=1e-6)
+
+
+def test_keys_at_stride_16_pool_the_stride_8_features_onto_their_grid():
+    """The fast preset's network: the same parameters as at stride 8 (weights carry over), keys
+    and values on a grid 2x coarser, masks still at full size."""
+    torch.manual_seed(0)
+    cfg = FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False, output_stride=16,
+                          read=ReadConfig(mode="kmn", sigma=2.0, top_k=5, temperature=0.1))
+    net16 = FrozenKeySTM(cfg).eval()
+    net8 = FrozenKeySTM(FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False))
+    assert net8.load_state_dict(net16.state_dict())  # every key fits: only the grid differs
+    query = net16.encode_query(torch.rand(1, 3, 96, 128))
+    assert query.key.shape[-2:] == query.f8.shape[-2:] == (6, 8) and query.f4.shape[-2:] == (24, 32)
+    core = InferenceCore(net16, InferenceConfig())
+    frame = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    first = np.zeros((96, 128), np.uint8)
+    first[16:64, 32:96] = 1
+    core.step(frame, first)
+    probs = core.step(frame)
+    assert probs.shape == (2, 96, 128)
+    assert torch.allclose(probs.sum(0), torch.ones(96, 128), atol=1e-5)

@@ -123,13 +123,54 @@ def test_bad_config_is_refused():
 
 
 
+def bfloat16_read(config: ReadConfig) -> MemoryRead:
+    read = MemoryRead(config)
+    read.compute_dtype = torch.bfloat16  # what memvos.model.precision sets for inference
+    return read
+
+
 def test_fast_argmax_finds_the_same_centres_without_ties():
     mk, _mv, qk = random_memory(seed=6)
-    fast = MemoryRead(ReadConfig(mode="kmn", sigma=2.0, top_k=3))
+    fast = bfloat16_read(ReadConfig(mode="kmn", sigma=2.0, top_k=3))
     exact = MemoryRead(ReadConfig(mode="kmn", sigma=2.0, top_k=3, fast_argmax=False))
     keys = mk.flatten(2)
     agree = (fast._best_query_positions(keys, qk) == exact._best_query_positions(keys, qk)).all(-1)
     assert agree.float().mean() > 0.95  # bfloat16 may only swap near-ties
+
+
+def test_a_float32_read_takes_the_exact_argmax_even_with_fast_argmax_on():
+    mk, _mv, qk = random_memory(seed=6)
+    keys = mk.flatten(2)
+    read = MemoryRead(ReadConfig(mode="kmn", sigma=2.0, fast_argmax=True))  # compute_dtype float32 as built
+    centres = read._best_query_positions(keys, qk)
+    w = qk.shape[-1]
+    best = torch.einsum("bcn,bcm->bnm", keys, qk.flatten(2)).argmax(-1)  # (B, N)
+    assert torch.equal(centres, torch.stack([best // w, best % w], dim=-1).float())
+
+
+@pytest.mark.parametrize("mode", ["stm", "kmn"])
+def test_bfloat16_selection_weighs_the_chosen_cells_in_float32(mode):
+    """The k cells are chosen by a bfloat16 product; their weights come from float32 logits,
+    so where the choice agrees (no near-ties) the output equals the float32 read's."""
+    mk, mv, qk = random_memory(ck=16, t=4, seed=8)
+    config = ReadConfig(mode=mode, sigma=3.0, top_k=3, chunk=5, temperature=0.5)
+    with torch.no_grad():
+        exact = MemoryRead(config)(mk, mv, qk)
+        fast = bfloat16_read(config)(mk, mv, qk)
+    same = torch.isclose(fast, exact, atol=1e-5, rtol=1e-5).all(1)  # (B, h, w): query cells that agree
+    assert same.float().mean() > 0.9
+    # where they differ, a bfloat16 logit would have to be off: the result is still a convex
+    # combination of memory values, within their range
+    lo, hi = mv.flatten(2).amin(-1)[..., None, None], mv.flatten(2).amax(-1)[..., None, None]
+    assert ((fast >= lo - 1e-5) & (fast <= hi + 1e-5)).all()
+
+
+def test_bfloat16_selection_is_off_while_training():
+    """With gradients the read takes the exact float32 path whatever the compute dtype."""
+    mk, mv, qk = random_memory(seed=9)
+    config = ReadConfig(mode="stm", top_k=3, temperature=0.2)
+    mv.requires_grad_(True)
+    assert torch.equal(bfloat16_read(config)(mk, mv, qk), MemoryRead(config)(mk, mv, qk))
 
 
 def test_top_k_training_path_matches_the_inference_path():
