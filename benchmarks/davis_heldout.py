@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/davis_heldout.py --davis ../shared/data/davis2016-train \
         [--config training-free-lite0 | --checkpoint FILE ...] [--read stm|kmn] [--sequences a b] [--out DIR]
-        [--reid | --offline] [--flip] [--scales 480,600]
+        [--reid | --offline] [--flip] [--scales 480,600] [--precision auto|float32|bfloat16] [--memory-frames N]
 
 Segments each sequence from its first-frame mask with `memvos segment`'s code path, then
 scores the result with `memvos eval`'s. The last 6 sequences of ImageSets/train.txt are never
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="test-time flip")
     parser.add_argument("--scales", help="test-time scales, e.g. 480,600")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default: the config's (auto)")
+    parser.add_argument("--memory-frames", type=int, help="memory cap (default: the config's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = DavisDataset(args.davis, split="train")
@@ -58,6 +59,8 @@ def main() -> None:
         changes["flip"] = True
     if args.scales:
         changes["scales"] = parse_scales(args.scales)
+    if args.memory_frames:
+        changes["memory"] = dataclasses.replace(config.inference.memory, max_frames=args.memory_frames)
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     out = args.out or Path(tempfile.mkdtemp(prefix="memvos-heldout-"))
     frames = seconds = forward_seconds = 0.0
@@ -84,7 +87,7 @@ def main() -> None:
     read = models[0].read.config
     mode = "offline" if args.offline else "reid" if args.reid else "online"
     print(f"RESULT config={config.name} mode={mode} flip={config.inference.flip} scales={config.inference.scales} "
-          f"precision={config.inference.precision} "
+          f"precision={config.inference.precision} memory_frames={config.inference.memory.max_frames} "
           f"read={read.mode} sigma={read.sigma} top_k={read.top_k} "
           + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
           + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")

@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/stream_speed.py fps [--config NAME | --checkpoint FILE] [--frames 120] [--height 480]
-        [--scales 240] [--memory-frames 10]
+        [--scales 240] [--memory-frames 10] [--precision auto|float32|bfloat16]
     python benchmarks/stream_speed.py ram --frames 1000 [--height 120]   # run again with --frames 10000
 
 The stream is generated on the fly (one frame in memory at a time): a textured shape moving

@@ -187,6 +187,12 @@ class FrozenKeySTM(nn.Module):
         self.aspp = ASPP(cfg.value_dim) if cfg.aspp else None
         self.read = MemoryRead(cfg.read)
 
+    compute_dtype: torch.dtype = torch.float32  # value encoder and decoder; set for inference (model.precision)
+
+    def _autocast(self, device: torch.device):
+        """Autocast to ``compute_dtype`` (off in float32, hence in training)."""
+        return torch.autocast(device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32)
+
     @property
     def uses_instance_stats(self) -> bool:
         """Whether ``segment`` wants the engine's running object statistics (``instance=``)."""
@@ -229,7 +235,9 @@ class FrozenKeySTM(nn.Module):
             object_probs = paint_strokes(object_probs, strokes)
             strokes = F.adaptive_max_pool2d(strokes.flatten(1, 2), grid).unflatten(1, strokes.shape[1:3])
         masks = F.adaptive_avg_pool2d(object_probs, grid) if object_probs.shape[-2:] != grid else object_probs
-        return self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks, strokes)
+        with self._autocast(masks.device):
+            values = self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks, strokes)
+        return values.float()
 
     def object_logits(self, query: _Query, keys: Tensor, values: Tensor, objects: Tensor | None = None) -> Tensor:
         """keys (B, Ck, T, h, w), values (B, K, Cr, T, h, w), objects (B, K, Co) (the dynamic
@@ -238,7 +246,9 @@ class FrozenKeySTM(nn.Module):
         read = self.read(keys, values.flatten(1, 2), query.key).unflatten(1, (k, cr))  # (B, K, Cr, h, w)
         if self.aspp is not None:
             read = self.aspp.on_read(read)
-        return self.decoder(read, torch.cat([query.fk, query.f8], dim=1), query.f4, query.size, objects)
+        with self._autocast(read.device):
+            logits = self.decoder(read, torch.cat([query.fk, query.f8], dim=1), query.f4, query.size, objects)
+        return logits.float()
 
     def value_object_features(self, values: Tensor) -> Tensor:
         """values (B, K, 1 + Cv, h, w) -> O (B, K, Cv): each object's value map (without the mask
@@ -338,6 +348,8 @@ class FrozenKeySTM(nn.Module):
 
 def _select(entry: MemoryEntry, object_ids: tuple[int, ...]) -> Tensor:
     """(K, Cr, h, w) values of ``object_ids`` (zeros for objects this entry does not know)."""
+    if tuple(object_ids) == tuple(entry.object_ids):
+        return entry.value
     zero = torch.zeros_like(entry.value[0])
     return torch.stack([entry.value[entry.object_ids.index(i)] if i in entry.object_ids else zero
                         for i in object_ids])
