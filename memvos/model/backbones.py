@@ -66,7 +66,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     # Inference layout (``memvos.model.precision.set_precision``): channels-last weights and
-    # inputs (2.5x faster convolutions on CPU here even in float32), autocast to compute_dtype.
+    # inputs (1.3-2.5x faster convolutions on CPU here even in float32), autocast to compute_dtype.
     compute_dtype: torch.dtype = torch.float32
     channels_last: bool = False
 

