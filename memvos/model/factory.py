@@ -91,15 +91,13 @@ def shipped_weights(preset: str) -> Path | None:
 
 def default_model_source() -> str:
     """The best model the project ships: trained weights if present, else the training-free preset."""
-    return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else DEFAULT_TRAINING_FREE
+    return str(shipped_weights("frozen-key-lite0") or DEFAULT_TRAINING_FREE)
 
 
 def default_interactive_source() -> str:
     """The shipped interactive model (stroke maps as memory-encoder inputs) if present, else
     the semi-supervised default, which then sees strokes only through the mask prior."""
-    if DEFAULT_INTERACTIVE_WEIGHTS.is_file():
-        return str(DEFAULT_INTERACTIVE_WEIGHTS)
-    return default_model_source()
+    return str(shipped_weights("frozen-key-lite0-interactive") or default_model_source())
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",
