@@ -37,6 +37,7 @@ from memvos.inference.core import processing_size
 from memvos.inference.memory import MemoryBank, MemoryPolicy
 from memvos.model.base import MemoryEntry
 from memvos.model.frozen_key import STROKE_CHANNELS
+from memvos.model.modules import channel_argmax
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event
@@ -140,7 +141,7 @@ class InteractiveSession:
         if probs.shape[-2:] != (self.height, self.width):
             probs = F.interpolate(probs[None], size=(self.height, self.width), mode="bilinear", align_corners=False)[0]
         lut = np.array((0, *self._state.ids), dtype=np.uint8)
-        return lut[probs.argmax(0).numpy()]
+        return lut[channel_argmax(probs).numpy()]
 
     def masks(self) -> np.ndarray:
         """(T, H, W) uint8 labels of every frame, the user's ids."""

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from memvos.model.modules import channel_argmax
+
 
 class ObjectManager:
     """Ordered object ids; channel k+1 of a probability map belongs to ``ids[k]``."""
@@ -33,7 +35,7 @@ class ObjectManager:
     def labels(self, probs: Tensor) -> np.ndarray:
         """(K+1, H, W) probabilities -> (H, W) uint8 label map with the user's ids."""
         lut = np.array((0, *self.ids), dtype=np.uint8)
-        return lut[probs.argmax(dim=0).cpu().numpy()]
+        return lut[channel_argmax(probs).cpu().numpy()]
 
 
 def one_hot(labels: np.ndarray, ids: tuple[int, ...]) -> Tensor:

@@ -35,7 +35,14 @@ from memvos.model.instance_head import (
     stats_from_entries,
 )
 from memvos.model.memory_read import MemoryRead, ReadConfig
-from memvos.model.modules import Refine, ResBlock, aggregate_log_probs, first_frame_targets, soft_aggregate
+from memvos.model.modules import (
+    Refine,
+    ResBlock,
+    aggregate_log_probs,
+    channel_argmax,
+    first_frame_targets,
+    soft_aggregate,
+)
 
 
 @dataclass
@@ -313,7 +320,7 @@ class FrozenKeySTM(nn.Module):
         """probs (K+1, H, W), strokes (K, 2, H, W) or None -> an entry with the frame's key and a
         value per object."""
         if self.config.hard_memory:
-            probs = F.one_hot(probs.argmax(0), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
+            probs = F.one_hot(channel_argmax(probs).long(), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
         values = self.encode_values(query, probs[None, 1:], None if strokes is None else strokes[None])
         objects = self.value_object_features(values)[0] if self.uses_instance_stats else None  # (K, Cv)
         return MemoryEntry(key=query.key, value=values[0], object_ids=object_ids, object_features=objects)

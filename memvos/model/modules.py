@@ -95,3 +95,17 @@ def aggregate_log_probs(object_probs: Tensor, valid: Tensor) -> tuple[Tensor, Te
     channels, ``valid`` False, hold no mass)."""
     aggregated = torch.stack([soft_aggregate(p) for p in object_probs * valid[:, :, None, None]])
     return aggregated, aggregated.clamp(min=1e-7).log()
+
+
+def channel_argmax(probs: Tensor) -> Tensor:
+    """(C, H, W) -> (H, W) uint8 index of the largest channel (the first on ties), as ``argmax(0)``
+    (C <= 256). A running maximum over the few channels: torch's argmax along the leading
+    dimension of a 480p map takes ~30 ms on the CPUs here, this ~1 ms."""
+    if probs.shape[0] > 256:
+        raise ValueError(f"at most 256 channels, got {probs.shape[0]}")
+    best = probs[0]
+    index = torch.zeros(probs.shape[1:], dtype=torch.uint8, device=probs.device)
+    for k in range(1, probs.shape[0]):
+        index.masked_fill_(probs[k] > best, k)
+        best = torch.maximum(best, probs[k])
+    return index

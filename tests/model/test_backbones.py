@@ -286,3 +286,34 @@ def test_training_free_resnet50_runs_with_backbone_weights_from_the_cli(tmp_path
     assert code == 0, capsys.readouterr().err
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
     assert set(np.unique(read_mask(tmp_path / "out" / "00002.png")).tolist()) <= {0, 1}
+
+
+def _randomise_batch_norms(model: torch.nn.Module) -> None:
+    """Non-trivial running statistics and affine terms, so that folding has work to do."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("extra", [0, 2])
+def test_folding_batch_norms_keeps_the_features(name, extra):
+    torch.manual_seed(0)
+    model = build_backbone(name, extra_channels=extra)
+    with pytest.raises(RuntimeError, match="eval"):
+        model.fold_batch_norms()  # training mode: BatchNorm would use batch statistics
+    model.eval()
+    _randomise_batch_norms(model)
+    rgb = torch.rand(1, 3, H, W)
+    planes = torch.rand(1, extra, H, W) if extra else None
+    with torch.no_grad():
+        before = model(rgb, planes)
+        model.fold_batch_norms()
+        after = model(rgb, planes)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(p.requires_grad for p in model.parameters())
+    for a, b in zip(after, before, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4 * b.abs().max().item())

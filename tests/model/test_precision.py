@@ -41,6 +41,7 @@ def test_set_precision_reaches_the_backbone_and_the_read():
     assert set_precision(model, "bfloat16") == torch.bfloat16
     assert model.backbone.compute_dtype == torch.bfloat16 and model.read.compute_dtype == torch.bfloat16
     assert model.backbone._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())  # folded
     set_precision(model, "float32")
     assert model.backbone.compute_dtype == torch.float32 and model.read.compute_dtype == torch.float32
 

@@ -7,7 +7,7 @@ import torch
 
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import ReadConfig
-from memvos.model.modules import Decoder, Refine, soft_aggregate
+from memvos.model.modules import Decoder, Refine, channel_argmax, soft_aggregate
 from memvos.model.stm import STMConfig, STMNetwork
 
 
@@ -106,3 +106,14 @@ def test_batched_memory_encoding_matches_one_frame_at_a_time(net):
     assert keys.shape[0] == 6
     torch.testing.assert_close(keys[3:], k1, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(values[3:], v1, atol=1e-5, rtol=1e-4)
+
+
+def test_channel_argmax_is_argmax_over_channels_first_on_ties():
+    torch.manual_seed(0)
+    for channels in (1, 2, 5):
+        probs = torch.rand(channels, 17, 23).softmax(0)
+        index = channel_argmax(probs)
+        assert index.dtype == torch.uint8 and index.shape == (17, 23)
+        assert torch.equal(index.long(), probs.argmax(0))
+    tied = torch.tensor([[[0.2, 0.5]], [[0.4, 0.5]], [[0.4, 0.0]]])  # (3, 1, 2)
+    assert channel_argmax(tied).tolist() == [[1, 0]]
