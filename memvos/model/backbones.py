@@ -281,8 +281,8 @@ class MBConv(nn.Module):
         return ((("_expand_conv", "_bn0"),) if self.has_expand else ()) + pairs
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x  # (B, mid, h, w)
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))  # (B, mid, h/s, w/s)
+        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.has_expand else x  # (B, mid, h, w)
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)  # (B, mid, h/s, w/s)
         y = self._bn2(self._project_conv(y))  # (B, cout, h/s, w/s)
         return y + x if self.residual else y
 
@@ -419,7 +419,7 @@ class EfficientNetLite(Backbone):
         return self._conv_stem(x)  # (B, 32, H/2, W/2)
 
     def body(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = F.relu6(self._bn0(x))
+        x = F.relu6(self._bn0(x), inplace=True)
         feats: list[Tensor] = []
         for i, block in enumerate(self._blocks[: self._taps[2] + 1]):
             x = block(x)
