@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/davis_heldout.py --davis ../shared/data/davis2016-train \
-        [--config training-free-lite0 | --checkpoint FILE ...] [--read stm|kmn] [--sequences a b] [--out DIR]
+        [--config training-free-lite0 | --checkpoint FILE ...] [--read stm|kmn] [--argmax-stride 2]
+        [--sequences a b] [--out DIR]
         [--reid | --offline] [--flip] [--scales 480,600] [--precision auto|float32|bfloat16] [--memory-frames N]
 
 Segments each sequence from its first-frame mask with `memvos segment`'s code path, then
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--config", help="preset or YAML (default: the best shipped model)")
     parser.add_argument("--checkpoint", action="append")
     parser.add_argument("--read", choices=("stm", "kmn"))
+    parser.add_argument("--argmax-stride", type=int, help="KMN: find each memory cell's best match on a coarser query grid")
     parser.add_argument("--sequences", nargs="+", help=f"default: the last {HELD_OUT} of ImageSets/train.txt")
     parser.add_argument("--out", type=Path, help="keep the predicted masks here")
     parser.add_argument("--threads", type=int, default=2)
@@ -49,9 +51,9 @@ def main() -> None:
     dataset = DavisDataset(args.davis, split="train")
     sequences = args.sequences or dataset.sequences[-HELD_OUT:]
     models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision)
-    if args.read:
-        for model in models:
-            model.read.config = dataclasses.replace(model.read.config, mode=args.read)
+    read_changes = {k: v for k, v in (("mode", args.read), ("argmax_stride", args.argmax_stride)) if v}
+    for model in models:
+        model.read.config = dataclasses.replace(model.read.config, **read_changes)
     changes = {}
     if args.reid or args.offline:
         changes["reid"] = config.inference.reid or ReidConfig()
@@ -88,7 +90,7 @@ def main() -> None:
     mode = "offline" if args.offline else "reid" if args.reid else "online"
     print(f"RESULT config={config.name} mode={mode} flip={config.inference.flip} scales={config.inference.scales} "
           f"precision={config.inference.precision} memory_frames={config.inference.memory.max_frames} "
-          f"read={read.mode} sigma={read.sigma} top_k={read.top_k} "
+          f"read={read.mode} sigma={read.sigma} top_k={read.top_k} argmax_stride={read.argmax_stride} "
           + " ".join(f"{k}={g[k]:.4f}" for k in GLOBAL_KEYS)
           + f" fps={frames / seconds:.2f} threads={torch.get_num_threads()} masks={out}")
 
