@@ -6,7 +6,7 @@ look-alike).
 
 Usage:
     python benchmarks/reid_embedding.py --davis ../shared/data/davis2016-train \
-        [--examples ../shared/data/examples] [--projection FILE] [--threads 2]
+        [--examples ../shared/data/examples] [--config NAME] [--projection FILE] [--threads 2]
 
 Prints the pair ROC AUC (a matching pair scores above a non-matching one) of the raw pooled
 features and of the shipped 256-d whitened embedding.
@@ -42,11 +42,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, required=True)
     parser.add_argument("--examples", type=Path)
-    parser.add_argument("--projection", type=Path)
+    parser.add_argument("--config", help="whose features: a preset or checkpoint (default: the default model)")
+    parser.add_argument("--projection", type=Path, help="default: the shipped one for those features")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, _ = load_model(None)
+    model, _ = load_model(args.config)
     embedder = RegionEmbedder(load_projection(args.projection or projection_path(model.reid_feature_name)))
     from memvos.data.datasets import DavisDataset
 

@@ -169,3 +169,22 @@ def test_bad_thresholds_are_refused():
         ReidConfig(keep=0.9, accept=0.5)
     with pytest.raises(ValueError):
         dataclasses.replace(ReidConfig(), candidate_threshold=1.5)
+
+
+@pytest.mark.parametrize("preset", ["frozen-key-lite0", "frozen-key-lite0-fast"])
+def test_each_shipped_trained_model_has_a_projection_for_its_features(preset):
+    """Both trained presets re-identify with a whitening fitted on their own features (stride 8
+    and 16): the embedder gets a 256-d projection whose input width is the features' width."""
+    from memvos.inference.reid import reid_inputs
+    from memvos.model.factory import load_model
+
+    model, _ = load_model(preset)
+    embedder = RegionEmbedder.for_model(model)
+    assert embedder.projection is not None and embedder.projection.matrix.shape[0] == 256
+    rgb = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        features = reid_inputs(model, model.encode_query(rgb), rgb)
+    weights = torch.zeros(1, *features.shape[-2:])
+    weights[0, 1:3, 1:4] = 1
+    embedding = embedder(features, weights)
+    assert embedding.shape == (1, 256) and torch.allclose(embedding.norm(dim=-1), torch.ones(1), atol=1e-4)
