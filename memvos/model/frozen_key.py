@@ -39,8 +39,8 @@ from memvos.model.modules import (
     Refine,
     ResBlock,
     aggregate_log_probs,
-    channel_argmax,
     first_frame_targets,
+    hard_probabilities,
     soft_aggregate,
 )
 
@@ -320,7 +320,7 @@ class FrozenKeySTM(nn.Module):
         """probs (K+1, H, W), strokes (K, 2, H, W) or None -> an entry with the frame's key and a
         value per object."""
         if self.config.hard_memory:
-            probs = F.one_hot(channel_argmax(probs).long(), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
+            probs = hard_probabilities(probs)
         values = self.encode_values(query, probs[None, 1:], None if strokes is None else strokes[None])
         objects = self.value_object_features(values)[0] if self.uses_instance_stats else None  # (K, Cv)
         return MemoryEntry(key=query.key, value=values[0], object_ids=object_ids, object_features=objects)

@@ -109,3 +109,9 @@ def channel_argmax(probs: Tensor) -> Tensor:
         index.masked_fill_(probs[k] > best, k)
         best = torch.maximum(best, probs[k])
     return index
+
+
+def hard_probabilities(probs: Tensor) -> Tensor:
+    """(C, H, W) probabilities -> (C, H, W) one-hot of each pixel's largest channel (same dtype)."""
+    index = channel_argmax(probs)
+    return torch.stack([index == k for k in range(probs.shape[0])]).to(probs.dtype)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
-from memvos.model.modules import channel_argmax
+from memvos.model.modules import hard_probabilities
 from memvos.model.refine import refine_probabilities
 
 
@@ -62,7 +62,7 @@ class TrainingFreeModel(nn.Module):
         """Store the query key and the objects' probabilities on the key grid (area average)."""
         grid = query.key.shape[-2:]
         if self.config.hard_memory:
-            probs = F.one_hot(channel_argmax(probs).long(), probs.shape[0]).permute(2, 0, 1).to(probs.dtype)
+            probs = hard_probabilities(probs)
         value = F.adaptive_avg_pool2d(probs[None, 1:], grid) if probs.shape[-2:] != grid else probs[None, 1:]
         return MemoryEntry(key=query.key, value=value, object_ids=object_ids)
 

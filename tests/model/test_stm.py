@@ -7,7 +7,7 @@ import torch
 
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import ReadConfig
-from memvos.model.modules import Decoder, Refine, channel_argmax, soft_aggregate
+from memvos.model.modules import Decoder, Refine, channel_argmax, hard_probabilities, soft_aggregate
 from memvos.model.stm import STMConfig, STMNetwork
 
 
@@ -117,3 +117,11 @@ def test_channel_argmax_is_argmax_over_channels_first_on_ties():
         assert torch.equal(index.long(), probs.argmax(0))
     tied = torch.tensor([[[0.2, 0.5]], [[0.4, 0.5]], [[0.4, 0.0]]])  # (3, 1, 2)
     assert channel_argmax(tied).tolist() == [[1, 0]]
+
+
+def test_hard_probabilities_are_the_one_hot_of_the_largest_channel():
+    torch.manual_seed(1)
+    probs = torch.rand(3, 9, 11).softmax(0)
+    hard = hard_probabilities(probs)
+    assert hard.dtype == probs.dtype and hard.shape == probs.shape
+    assert torch.equal(hard, torch.nn.functional.one_hot(probs.argmax(0), 3).permute(2, 0, 1).float())
