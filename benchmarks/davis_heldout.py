@@ -50,7 +50,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dataset = DavisDataset(args.davis, split="train")
     sequences = args.sequences or dataset.sequences[-HELD_OUT:]
-    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision)
+    frame_size = dataset[sequences[0]].frames.size  # the default model depends on it (480p: the fast one)
+    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision, frame_size=frame_size)
     read_changes = {k: v for k, v in (("mode", args.read), ("argmax_stride", args.argmax_stride)) if v}
     for model in models:
         model.read.config = dataclasses.replace(model.read.config, **read_changes)

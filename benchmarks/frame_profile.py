@@ -38,9 +38,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models, config = load_models([args.checkpoint] if args.checkpoint else None, args.config, "cpu")
-    model = models[0]
     h, w = 480, 854
+    models, config = load_models([args.checkpoint] if args.checkpoint else None, args.config, "cpu", frame_size=(h, w))
+    model = models[0]
     rgb = torch.rand(1, 3, h, w)
     probs = torch.zeros(2, h, w)
     probs[1, 100:300, 300:500] = 1

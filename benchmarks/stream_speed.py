@@ -65,7 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     height = args.height or (480 if args.what == "fps" else 120)
-    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision)
+    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision,
+                                 frame_size=(height, height * 16 // 9))
     inference = config.inference
     if args.scales:
         inference = dataclasses.replace(inference, scales=parse_scales(args.scales))

@@ -50,9 +50,11 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
 
 
 def load_models(checkpoints: list[str] | None, config_name: str | None, device: str,
-                backbone_weights: str | None = None, precision: str | None = None):
+                backbone_weights: str | None = None, precision: str | None = None,
+                frame_size: tuple[int, int] | None = None):
     """Models and the config that drives the engine: checkpoints (an ensemble if several) or a
-    preset; ``precision`` overrides the config's ``inference.precision``."""
+    preset, else the best shipped model for frames of ``frame_size`` (H, W); ``precision``
+    overrides the config's ``inference.precision``."""
     from memvos.model.factory import load_model
 
     if checkpoints and (config_name or backbone_weights):
@@ -60,7 +62,8 @@ def load_models(checkpoints: list[str] | None, config_name: str | None, device: 
     if backbone_weights:
         loaded = [load_model(config_name, device, backbone_weights=backbone_weights, precision=precision)]
     else:
-        loaded = [load_model(source, device, precision=precision) for source in (checkpoints or [config_name])]
+        loaded = [load_model(source, device, precision=precision, frame_size=frame_size)
+                  for source in (checkpoints or [config_name])]
     return [model for model, _ in loaded], loaded[0][1]
 
 
@@ -73,7 +76,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
-    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision)
+    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision,
+                                 frame_size=frames.size)
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
@@ -222,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mask-frame", type=int, default=0, metavar="K", help="frame of --mask (default 0)")
     seg.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for one palette PNG per frame")
     seg.add_argument("--overlay", metavar="OUT.mp4", help="also write an overlay video")
-    seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model)")
+    seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model for the video: "
+                                       "frozen-key-lite0-fast from 480p up, frozen-key-lite0 below)")
     seg.add_argument("--checkpoint", action="append", help="weights file; repeat for an ensemble")
     seg.add_argument("--backbone-weights", metavar="FILE",
                      help="ImageNet backbone state dict (e.g. torchvision resnet50) for a training-free config")

@@ -21,12 +21,14 @@ SEQUENCE = "demo"
 Predictor = Callable[[list[np.ndarray], np.ndarray], list[np.ndarray]]
 
 
-def engine_predictor(checkpoint: str | None = None) -> tuple[Predictor, str]:
-    """A predictor running the streaming engine with the best shipped model (or ``checkpoint``)."""
+def engine_predictor(checkpoint: str | None = None,
+                     frame_size: tuple[int, int] | None = None) -> tuple[Predictor, str]:
+    """A predictor running the streaming engine with ``checkpoint``, or the best shipped model
+    for frames of ``frame_size`` (H, W)."""
     from memvos.inference.core import InferenceCore
     from memvos.model.factory import load_model
 
-    model, config = load_model(checkpoint)
+    model, config = load_model(checkpoint, frame_size=frame_size)
 
     def predict(frames: list[np.ndarray], first_labels: np.ndarray) -> list[np.ndarray]:
         core = InferenceCore(model, config.inference)
@@ -47,7 +49,7 @@ def run_demo(out_dir: str | Path = "memvos-demo", predictor: Predictor | None = 
     out_dir = Path(out_dir)
     clip: Clip = make_demo_clip()
     if predictor is None:
-        predictor, predictor_name = engine_predictor(checkpoint)
+        predictor, predictor_name = engine_predictor(checkpoint, clip.frames[0].shape[:2])
     predict = predictor
     print(f"memvos demo: {len(clip.frames)} frames {clip.frames[0].shape[1]}x{clip.frames[0].shape[0]}, "
           f"objects 1 (horse) and 2 (ball); model: {predictor_name or 'custom'}")

@@ -71,7 +71,7 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
     frames = source if isinstance(source, FrameSource) else open_frames(source)
     check_masks(masks, frames)
     if models is None:
-        model, config = load_model(None)
+        model, config = load_model(None, frame_size=frames.size)
         models = [model]
     assert config is not None
     fps = frames.fps or 24.0

@@ -102,7 +102,20 @@ def test_segment_video_end_to_end(video_and_masks, capsys):
     assert names == [f"{i:05d}.png" for i in range(8)]
     assert len(VideoFrames(root / "overlay.mp4")) == 8
     np.testing.assert_array_equal(read_mask(out / "00000.png"), clip.labels[0])
-    assert "frames/s" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "frames/s" in printed and "config frozen-key-lite0," in printed  # small frames: the stride-8 network
+
+
+def test_segment_480p_runs_the_fast_network_by_default(tmp_path, capsys):
+    from memvos.data.synthetic import make_synthetic_clip
+
+    clip = make_synthetic_clip(n_frames=4, size=(480, 640), n_objects=1, seed=3)
+    clip.save(tmp_path / "frames")
+    write_palette_png(tmp_path / "first.png", clip.labels[0])
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "first.png"), "--out", str(out)]) == 0
+    assert "config frozen-key-lite0-fast," in capsys.readouterr().out
+    assert jaccard(read_mask(out / f"{clip.names[-1]}.png") == 1, clip.labels[-1] == 1) > 0.8
 
 
 def test_segment_with_a_mask_folder_adds_the_late_object(video_and_masks):

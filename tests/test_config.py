@@ -55,6 +55,18 @@ def test_trained_presets_load_the_weights_memvos_ships():
     assert learned  # backbone is ImageNet's, and folded for inference (no BatchNorm keys left)
     for key, value in learned.items():
         assert torch.equal(fast.state_dict()[key], value), key
+
+
+def test_default_model_depends_on_the_frame_size():
+    from memvos.model.factory import DEFAULT_WEIGHTS, FAST_MIN_SHORT_SIDE, FAST_WEIGHTS, default_model_source
+
+    assert default_model_source((480, 854)) == str(FAST_WEIGHTS)  # DAVIS 480p: the stride-16 network
+    assert default_model_source((1080, 1920)) == str(FAST_WEIGHTS)  # processed downsized to 480p
+    assert default_model_source((FAST_MIN_SHORT_SIDE - 1, 854)) == str(DEFAULT_WEIGHTS)
+    assert default_model_source((854, 360)) == str(DEFAULT_WEIGHTS)  # portrait: the short side counts
+    assert default_model_source(None) == str(DEFAULT_WEIGHTS)  # size unknown: the one that fits every size
+    model, cfg = load_model(None, frame_size=(720, 1280))
+    assert model.config.output_stride == 16 and cfg.name == load_checkpoint(FAST_WEIGHTS)[1].name
     assert load_model("frozen-key-lite0")[1].model["output_stride"] == 8
 
 
