@@ -8,10 +8,6 @@ One module, one switch (``mode``):
   w(p, q) = exp(c * scale) g(p, q) / sum_p exp(c * scale) g(p, q),
   g(p, q) = exp(-|q - q^(p)|^2 / (2 sigma^2)), sigma in key-map cells. Inference only.
 
-``local_sigma`` (optional, either mode) multiplies in a second Gaussian, on the distance between
-the query position and the memory position itself (objects move little between frames: the
-spatial neighbourhood that label propagation restricts its matches to, made soft).
-
 ``scale`` is 1/sqrt(d) (d = key channels) unless a temperature is given (the training-free
 mode uses cosine affinity / 0.1). Optional top-k over p. Query positions are processed in
 chunks so that memory stays bounded (the KMN argmax takes a first pass over the chunks); chunks of
@@ -48,7 +44,6 @@ class ReadConfig:
     top_k: int | None = None  # keep only the k best memory positions per query position
     temperature: float | None = None  # affinity / temperature; None: affinity / sqrt(d)
     argmax_stride: int = 1  # KMN: find q^(p) on a query grid this much coarser (faster)
-    local_sigma: float | None = None  # Gaussian prior on |q - p| (memory cell's own position), in key cells
     chunk: int = 2048  # at most this many query positions per chunk (bounds memory); see FASTEST_CHUNK
     fast_argmax: bool = True  # KMN: find q^(p) with a product at the compute precision (bfloat16: faster)
     fast_select: bool = True  # top-k: choose the k cells at the compute precision, weigh them in float32
@@ -56,8 +51,6 @@ class ReadConfig:
     def __post_init__(self) -> None:
         if self.mode not in READ_MODES:
             raise ValueError(f"memory read mode must be one of {READ_MODES}, got {self.mode!r}")
-        if self.local_sigma is not None and self.local_sigma <= 0:
-            raise ValueError("local_sigma must be > 0 (or None: off)")
         if self.sigma <= 0 or (self.top_k is not None and self.top_k < 1) or self.chunk < 1:
             raise ValueError("sigma must be > 0, top_k >= 1 and chunk >= 1")
 
@@ -90,13 +83,9 @@ class MemoryRead(nn.Module):
         values = mem_val.flatten(2).transpose(1, 2)  # (B, N, Cv)
         scale = 1.0 / cfg.temperature if cfg.temperature else 1.0 / math.sqrt(ck)
         query = query_key.flatten(2).transpose(1, 2) * scale  # (B, M, Ck)
-        kernels = []  # (centres (B, N, 2), sigma): Gaussians in q around these memory-cell centres
         if cfg.mode == "kmn":
-            kernels.append((self._best_query_positions(keys, query_key), cfg.sigma))
-        if cfg.local_sigma is not None:
-            kernels.append((_own_positions(mem_key, h, w, keys.dtype).expand(b, -1, -1), cfg.local_sigma))
-        for centres, sigma in kernels:
-            q_terms, p_terms = self._kernel_terms(centres, sigma, h, w, keys.dtype, keys.device)
+            centres = self._best_query_positions(keys, query_key)
+            q_terms, p_terms = self._kernel_terms(centres, h, w, keys.dtype, keys.device)
             keys = torch.cat([keys, p_terms], dim=1)  # (B, Ck + 4, N)
             query = torch.cat([query, q_terms.expand(b, -1, -1)], dim=-1)  # (B, M, Ck + 4)
         if self._selects_low(keys.shape[-1], values, query):
@@ -108,8 +97,7 @@ class MemoryRead(nn.Module):
                    for i in range(0, h * w, chunk)]
         return torch.cat(out, dim=1).transpose(1, 2).reshape(b, values.shape[2], h, w)
 
-    @staticmethod
-    def _kernel_terms(centres: Tensor, sigma: float, h: int, w: int, dtype, device) -> tuple[Tensor, Tensor]:
+    def _kernel_terms(self, centres: Tensor, h: int, w: int, dtype, device) -> tuple[Tensor, Tensor]:
         """Factors of the log-kernel: q_terms (M, 4) @ p_terms (B, 4, N) = log g(p, q).
 
         log g = -|q - q^(p)|^2 / (2 sigma^2) = (2 q.q^ - |q|^2 - |q^|^2) / (2 sigma^2): a sum of
@@ -117,7 +105,7 @@ class MemoryRead(nn.Module):
         the affinity product instead of a pass over every (p, q) pair. Coordinates are
         centred to keep the terms small.
         """
-        inv = 1.0 / (2 * sigma**2)
+        inv = 1.0 / (2 * self.config.sigma**2)
         offset = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=dtype, device=device)
         centres = centres - offset
         ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
@@ -175,13 +163,3 @@ class MemoryRead(nn.Module):
             return (weights[..., None] * picked).sum(2)
         return torch.bmm(F.softmax(logits, dim=-1), values)
 
-
-def _own_positions(mem_key: Tensor, h: int, w: int, dtype: torch.dtype) -> Tensor:
-    """(1, N, 2) float (y, x) of every memory position on its own grid, which must be the query's."""
-    if tuple(mem_key.shape[-2:]) != (h, w):
-        raise ValueError(f"local_sigma needs memory and query on the same grid, got {tuple(mem_key.shape[-2:])} "
-                         f"and {(h, w)}")
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=mem_key.device),
-                            torch.arange(w, dtype=dtype, device=mem_key.device), indexing="ij")
-    grid = torch.stack([ys.flatten(), xs.flatten()], dim=-1)  # (h*w, 2)
-    return grid.repeat(mem_key.shape[2], 1)[None]  # (1, T*h*w, 2)

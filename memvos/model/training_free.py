@@ -27,6 +27,7 @@ class TrainingFreeConfig:
     backbone: str = "efficientnet-lite0"
     output_stride: int = 8  # 8: dilated last stages (much better masks); 16: faster
     deep16: bool = False  # use the stride-32 stages too (dilated) for the keys
+    with_f8: bool = False  # keys also hold the stride-8 stage's features (each part unit norm, equal weight)
     pretrained: bool | str = True
     hard_memory: bool = True  # memorise one-hot (argmax) masks: soft ones blur a little more every frame
     refine: bool = False  # snap upsampled probabilities to image edges (guided filter)
@@ -55,8 +56,12 @@ class TrainingFreeModel(nn.Module):
 
     def encode_query(self, rgb: Tensor) -> _Query:
         """rgb (1, 3, H, W) in [0, 1] -> normalised key map."""
-        f16 = self.backbone(rgb)[2]
-        return _Query(F.normalize(f16, dim=1), tuple(rgb.shape[-2:]), rgb)
+        _, f8, f16 = self.backbone(rgb)
+        key = F.normalize(f16, dim=1)
+        if self.config.with_f8:
+            f8 = F.adaptive_avg_pool2d(f8, f16.shape[-2:]) if f8.shape[-2:] != f16.shape[-2:] else f8
+            key = torch.cat([key, F.normalize(f8, dim=1)], dim=1) / 2**0.5  # unit norm
+        return _Query(key, tuple(rgb.shape[-2:]), rgb)
 
     def memorize(self, rgb: Tensor, query: _Query, probs: Tensor, object_ids: tuple[int, ...]) -> MemoryEntry:
         """Store the query key and the objects' probabilities on the key grid (area average)."""

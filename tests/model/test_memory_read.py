@@ -73,42 +73,6 @@ def test_kmn_equals_reference_with_kernel_from_argmax():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def local_log_prior(t, h, w, sigma):
-    """(N, M): -|q - p|^2 / (2 sigma^2) with p each memory cell's own position on the shared grid."""
-    qy, qx = torch.arange(h * w) // w, torch.arange(h * w) % w
-    py, px = qy.repeat(t), qx.repeat(t)
-    d2 = (qy[None] - py[:, None]) ** 2 + (qx[None] - px[:, None]) ** 2
-    return -d2.float() / (2 * sigma**2)
-
-
-@pytest.mark.parametrize("mode", ["stm", "kmn"])
-def test_local_prior_equals_reference(mode):
-    mk, mv, qk = random_memory(seed=5)
-    b, ck, t, h, w = mk.shape
-    local = local_log_prior(t, h, w, 2.0)
-    log_kernel = [local] * b
-    if mode == "kmn":
-        sigma = 1.5
-        for i in range(b):
-            best = (mk[i].reshape(ck, -1).T @ qk[i].reshape(ck, -1)).argmax(dim=1)
-            qy, qx = torch.arange(h * w) // w, torch.arange(h * w) % w
-            d2 = (qy[None] - (best // w)[:, None]) ** 2 + (qx[None] - (best % w)[:, None]) ** 2
-            log_kernel[i] = local - d2.float() / (2 * sigma**2)
-    expected = reference_attention(mk, mv, qk, 1 / 0.5, log_kernel=log_kernel, top_k=4)
-    config = ReadConfig(mode=mode, sigma=1.5, local_sigma=2.0, temperature=0.5, top_k=4, chunk=7, fast_argmax=False)
-    torch.testing.assert_close(MemoryRead(config)(mk, mv, qk), expected, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(MemoryRead(ReadConfig(mode=mode, sigma=1.5, temperature=0.5, top_k=4))(mk, mv, qk),
-                              expected, atol=1e-3)  # the prior changes the read
-
-
-def test_local_prior_needs_a_shared_grid():
-    mk, mv, qk = random_memory()
-    with pytest.raises(ValueError, match="same grid"):
-        MemoryRead(ReadConfig(local_sigma=2.0))(mk, mv, qk[..., :-1])
-    with pytest.raises(ValueError, match="local_sigma"):
-        ReadConfig(local_sigma=0.0)
-
-
 def test_kmn_kernel_peaks_at_the_argmax_position():
     """One memory position, a value of 1: the kernel alone decides the read's shape."""
     h, w = 7, 9
@@ -118,7 +82,7 @@ def test_kmn_kernel_peaks_at_the_argmax_position():
     read = MemoryRead(ReadConfig(mode="kmn", sigma=1.0, fast_argmax=False))
     centres = read._best_query_positions(mk.flatten(2), qk)
     assert centres[0, 0].tolist() == [5.0, 2.0]
-    q_terms, p_terms = read._kernel_terms(centres, 1.0, h, w, torch.float32, "cpu")
+    q_terms, p_terms = read._kernel_terms(centres, h, w, torch.float32, "cpu")
     log_g = (q_terms @ p_terms[0]).view(h, w)  # the factorised kernel, as the read adds it
     assert log_g.argmax().item() == 5 * w + 2
     assert log_g[5, 2].item() == pytest.approx(0.0, abs=1e-5)
