@@ -85,7 +85,7 @@ class TrainingFreeModel(nn.Module):
 
     @property
     def reid_feature_name(self) -> str:
-        return f"{self.config.backbone}-key-s{self.config.output_stride}"
+        return f"{self.config.backbone}-key-s{self.config.output_stride}" + ("-f8" if self.config.with_f8 else "")
 
     def reid_features(self, query: _Query) -> Tensor:
         """(C, h, w) the normalised key map (re-identification features)."""
