@@ -2,7 +2,7 @@
 
 Works before any VOS training exists and stays as a fallback. Keys are L2-normalised
 backbone features (computed at stride 8 by dilating the last stages, which matters most
-for accuracy); values are the memorised frames' object probabilities, downsampled to the
+for accuracy), optionally joined by the stride-8 stage's (``with_f8``: finer detail); values are the memorised frames' object probabilities, downsampled to the
 key grid; the read (top-k, KMN kernel, cosine affinity / temperature) returns a
 distribution over background + objects for every query cell, upsampled to full size.
 """
