@@ -76,14 +76,16 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
+    scales = parse_scales(args.scales)
+    size = (min(scales),) * 2 if scales else frames.size  # the default model follows the processing size
     models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision,
-                                 frame_size=frames.size)
+                                 frame_size=size)
     if args.read:
         for model in models:
             model.read.config = dataclasses.replace(model.read.config, mode=args.read)
     changes = {"device": args.device}
-    if args.scales:
-        changes["scales"] = parse_scales(args.scales)
+    if scales:
+        changes["scales"] = scales
     if args.flip:
         changes["flip"] = True
     if args.reid or args.offline:

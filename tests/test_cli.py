@@ -116,6 +116,10 @@ def test_segment_480p_runs_the_fast_network_by_default(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "first.png"), "--out", str(out)]) == 0
     assert "config frozen-key-lite0-fast," in capsys.readouterr().out
     assert jaccard(read_mask(out / f"{clip.names[-1]}.png") == 1, clip.labels[-1] == 1) > 0.8
+    small = tmp_path / "small"  # processed at 240p: the stride-8 network
+    assert main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "first.png"), "--out", str(small),
+                 "--scales", "240"]) == 0
+    assert "config frozen-key-lite0," in capsys.readouterr().out
 
 
 def test_segment_with_a_mask_folder_adds_the_late_object(video_and_masks):
