@@ -39,6 +39,7 @@ from memvos.model.modules import (
     Refine,
     ResBlock,
     aggregate_log_probs,
+    area_to_grid,
     first_frame_targets,
     hard_probabilities,
     soft_aggregate,
@@ -229,8 +230,7 @@ class FrozenKeySTM(nn.Module):
         """rgb (B, 3, H, W) in [0, 1] -> keys and features (no gradient: the encoder is frozen)."""
         with torch.no_grad():
             f4, f8, fk = self.backbone(rgb)
-        if f8.shape[-2:] != fk.shape[-2:]:  # keys at stride 16: stride-8 features pooled onto their grid
-            f8 = F.adaptive_avg_pool2d(f8, fk.shape[-2:])
+        f8 = area_to_grid(f8, fk.shape[-2:])  # keys at stride 16: stride-8 features pooled onto their grid
         return _Query(F.normalize(fk, dim=1), fk, f8, f4, tuple(rgb.shape[-2:]))
 
     def encode_values(self, query: _Query, object_probs: Tensor, strokes: Tensor | None = None) -> Tensor:
@@ -241,7 +241,7 @@ class FrozenKeySTM(nn.Module):
         if strokes is not None:
             object_probs = paint_strokes(object_probs, strokes)
             strokes = F.adaptive_max_pool2d(strokes.flatten(1, 2), grid).unflatten(1, strokes.shape[1:3])
-        masks = F.adaptive_avg_pool2d(object_probs, grid) if object_probs.shape[-2:] != grid else object_probs
+        masks = area_to_grid(object_probs, grid)
         with self._autocast(masks.device):
             values = self.value_encoder(torch.cat([query.fk, query.f8], dim=1), masks, strokes)
         return values.float()

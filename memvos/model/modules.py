@@ -115,3 +115,9 @@ def hard_probabilities(probs: Tensor) -> Tensor:
     """(C, H, W) probabilities -> (C, H, W) one-hot of each pixel's largest channel (same dtype)."""
     index = channel_argmax(probs)
     return torch.stack([index == k for k in range(probs.shape[0])]).to(probs.dtype)
+
+
+def area_to_grid(x: Tensor, grid: tuple[int, int] | torch.Size) -> Tensor:
+    """(..., h', w') area-averaged onto the (h, w) ``grid`` (a feature or key grid); returned
+    as it is when already there."""
+    return x if tuple(x.shape[-2:]) == tuple(grid) else F.adaptive_avg_pool2d(x, tuple(grid))

@@ -2,8 +2,8 @@
 
 Works before any VOS training exists and stays as a fallback. Keys are L2-normalised
 backbone features (computed at stride 8 by dilating the last stages, which matters most
-for accuracy), optionally joined by the stride-8 stage's (``with_f8``: finer detail); values are the memorised frames' object probabilities, downsampled to the
-key grid; the read (top-k, KMN kernel, cosine affinity / temperature) returns a
+for accuracy), optionally joined by the stride-8 stage's (``with_f8``: finer detail); values
+are the memorised frames' object probabilities, downsampled to the key grid; the read (top-k, KMN kernel, cosine affinity / temperature) returns a
 distribution over background + objects for every query cell, upsampled to full size.
 """
 
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
-from memvos.model.modules import hard_probabilities
+from memvos.model.modules import area_to_grid, hard_probabilities
 from memvos.model.refine import refine_probabilities
 
 
@@ -59,7 +59,7 @@ class TrainingFreeModel(nn.Module):
         _, f8, f16 = self.backbone(rgb)
         key = F.normalize(f16, dim=1)
         if self.config.with_f8:
-            f8 = F.adaptive_avg_pool2d(f8, f16.shape[-2:]) if f8.shape[-2:] != f16.shape[-2:] else f8
+            f8 = area_to_grid(f8, f16.shape[-2:])  # keys at stride 16: pooled onto their grid
             key = torch.cat([key, F.normalize(f8, dim=1)], dim=1) / 2**0.5  # unit norm
         return _Query(key, tuple(rgb.shape[-2:]), rgb)
 
@@ -68,7 +68,7 @@ class TrainingFreeModel(nn.Module):
         grid = query.key.shape[-2:]
         if self.config.hard_memory:
             probs = hard_probabilities(probs)
-        value = F.adaptive_avg_pool2d(probs[None, 1:], grid) if probs.shape[-2:] != grid else probs[None, 1:]
+        value = area_to_grid(probs[None, 1:], grid)
         return MemoryEntry(key=query.key, value=value, object_ids=object_ids)
 
     def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> Tensor:

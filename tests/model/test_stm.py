@@ -7,7 +7,7 @@ import torch
 
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import ReadConfig
-from memvos.model.modules import Decoder, Refine, channel_argmax, hard_probabilities, soft_aggregate
+from memvos.model.modules import Decoder, Refine, area_to_grid, channel_argmax, hard_probabilities, soft_aggregate
 from memvos.model.stm import STMConfig, STMNetwork
 
 
@@ -125,3 +125,11 @@ def test_hard_probabilities_are_the_one_hot_of_the_largest_channel():
     hard = hard_probabilities(probs)
     assert hard.dtype == probs.dtype and hard.shape == probs.shape
     assert torch.equal(hard, torch.nn.functional.one_hot(probs.argmax(0), 3).permute(2, 0, 1).float())
+
+
+def test_area_to_grid_averages_blocks_and_keeps_maps_already_there():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    pooled = area_to_grid(x, (2, 2))
+    expected = torch.tensor([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4], [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]])
+    torch.testing.assert_close(pooled[0, 0], expected)
+    assert area_to_grid(x, torch.Size([4, 4])) is x
