@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from memvos.cli import PRECISION_CHOICES, load_models, parse_scales
+from memvos.cli import PRECISION_CHOICES, load_models, override_read, parse_scales
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
 from memvos.eval.report import format_tables
@@ -52,9 +52,7 @@ def main() -> None:
     sequences = args.sequences or dataset.sequences[-HELD_OUT:]
     frame_size = dataset[sequences[0]].frames.size  # the default model depends on it (480p: the fast one)
     models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision, frame_size=frame_size)
-    read_changes = {k: v for k, v in (("mode", args.read), ("argmax_stride", args.argmax_stride)) if v}
-    for model in models:
-        model.read.config = dataclasses.replace(model.read.config, **read_changes)
+    override_read(models, mode=args.read, argmax_stride=args.argmax_stride)
     changes = {}
     if args.reid or args.offline:
         changes["reid"] = config.inference.reid or ReidConfig()

@@ -67,6 +67,16 @@ def load_models(checkpoints: list[str] | None, config_name: str | None, device: 
     return [model for model, _ in loaded], loaded[0][1]
 
 
+def override_read(models: list, **changes) -> None:
+    """Set read switches (``mode``, ``argmax_stride``...) on every model; ``None`` values are
+    left as the models' configs have them (the command-line flags not given)."""
+    import dataclasses
+
+    given = {k: v for k, v in changes.items() if v is not None}
+    for model in models:
+        model.read.config = dataclasses.replace(model.read.config, **given)
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
@@ -80,9 +90,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     size = (min(scales),) * 2 if scales else frames.size  # the default model follows the processing size
     models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision,
                                  frame_size=size)
-    if args.read:
-        for model in models:
-            model.read.config = dataclasses.replace(model.read.config, mode=args.read)
+    override_read(models, mode=args.read)
     changes = {"device": args.device}
     if scales:
         changes["scales"] = scales

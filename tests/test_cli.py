@@ -106,6 +106,28 @@ def test_segment_video_end_to_end(video_and_masks, capsys):
     assert "frames/s" in printed and "config frozen-key-lite0," in printed  # small frames: the stride-8 network
 
 
+def test_override_read_sets_given_switches_and_keeps_the_rest():
+    from types import SimpleNamespace
+
+    from memvos.cli import override_read
+    from memvos.model.memory_read import ReadConfig
+
+    models = [SimpleNamespace(read=SimpleNamespace(config=ReadConfig(mode="kmn", sigma=4.0, argmax_stride=2)))
+              for _ in range(2)]
+    override_read(models, mode="stm", argmax_stride=None)
+    for model in models:
+        assert model.read.config == ReadConfig(mode="stm", sigma=4.0, argmax_stride=2)
+    with pytest.raises(ValueError, match="read mode"):
+        override_read(models, mode="dot")
+
+
+def test_segment_read_flag_switches_the_memory_read(video_and_masks, capsys):
+    root, _clip = video_and_masks
+    assert main(["segment", str(root / "in.mp4"), "--mask", str(root / "first.png"),
+                 "--out", str(root / "out-stm"), "--read", "stm"]) == 0
+    assert "read stm)" in capsys.readouterr().out
+
+
 def test_segment_480p_runs_the_fast_network_by_default(tmp_path, capsys):
     from memvos.data.synthetic import make_synthetic_clip
 
