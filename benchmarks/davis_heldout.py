@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from memvos.cli import PRECISION_CHOICES, load_models, override_read, parse_scales
+from memvos.cli import PRECISION_CHOICES
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import GLOBAL_KEYS, evaluate_folders
 from memvos.eval.report import format_tables
 from memvos.inference.reid import ReidConfig
+from memvos.model.loading import load_models, override_read, parse_scales
 from memvos.segment import segment_video
 
 HELD_OUT = 6

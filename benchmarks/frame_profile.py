@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from memvos.cli import load_models
+from memvos.model.loading import load_models
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

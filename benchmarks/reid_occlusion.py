@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
-from memvos.cli import load_models
 from memvos.data.synthetic import make_occlusion_clip
 from memvos.eval.metrics import f_measure, jaccard
 from memvos.inference.core import InferenceCore
 from memvos.inference.offline import segment_offline
 from memvos.inference.reid import ReidConfig
+from memvos.model.loading import load_models
 
 
 def score(gt: list[np.ndarray], pred: list[np.ndarray]) -> tuple[float, float, list[int]]:

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from memvos.cli import PRECISION_CHOICES, load_models, parse_scales
+from memvos.cli import PRECISION_CHOICES
 from memvos.data.synthetic import shape_mask, smooth_texture
 from memvos.inference.core import InferenceCore
+from memvos.model.loading import load_models, parse_scales
 
 
 def stream(n: int, height: int, seed: int = 0):

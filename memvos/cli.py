@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from memvos import __version__
 from memvos.errors import InputError
+from memvos.model.loading import load_models, override_read, parse_scales
 
 # memvos.model.precision.PRECISIONS, not imported here: it would load torch for `--help`.
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
@@ -35,46 +36,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.out, checkpoint=args.checkpoint)
     print(format_tables(result))
     return 0
-
-
-def parse_scales(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        scales = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise InputError(None, f"--scales takes short-side sizes like 480,600, not {text!r}") from None
-    if not scales or min(scales) < 32:
-        raise InputError(None, f"--scales takes short-side sizes of at least 32 pixels, not {text!r}")
-    return scales
-
-
-def load_models(checkpoints: list[str] | None, config_name: str | None, device: str,
-                backbone_weights: str | None = None, precision: str | None = None,
-                frame_size: tuple[int, int] | None = None):
-    """Models and the config that drives the engine: checkpoints (an ensemble if several) or a
-    preset, else the best shipped model for frames of ``frame_size`` (H, W); ``precision``
-    overrides the config's ``inference.precision``."""
-    from memvos.model.factory import load_model
-
-    if checkpoints and (config_name or backbone_weights):
-        raise InputError(None, "give --checkpoint (the weights carry their config) or --config, not both")
-    if backbone_weights:
-        loaded = [load_model(config_name, device, backbone_weights=backbone_weights, precision=precision)]
-    else:
-        loaded = [load_model(source, device, precision=precision, frame_size=frame_size)
-                  for source in (checkpoints or [config_name])]
-    return [model for model, _ in loaded], loaded[0][1]
-
-
-def override_read(models: list, **changes) -> None:
-    """Set read switches (``mode``, ``argmax_stride``...) on every model; ``None`` values are
-    left as the models' configs have them (the command-line flags not given)."""
-    import dataclasses
-
-    given = {k: v for k, v in changes.items() if v is not None}
-    for model in models:
-        model.read.config = dataclasses.replace(model.read.config, **given)
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 from tqdm import tqdm
 
 from memvos.config import MemvosConfig
@@ -110,3 +113,30 @@ def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overl
     seconds = time.perf_counter() - start
     return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds,
             "backward_frames": report.backward_frames}
+
+
+def segment_frames(frames: Sequence[np.ndarray] | FrameSource, masks: dict[int, np.ndarray],
+                   model: tuple[nn.Module, MemvosConfig] | None = None, device: str = "cpu") -> np.ndarray:
+    """Segment in-memory frames from masks given on some of them.
+
+    frames: (H, W, 3) uint8 RGB each (a list, an array or an opened ``FrameSource``); masks:
+    frame index -> (H, W) label map (0 background, ids kept as given; new ids on later frames start
+    new objects); model: what ``load_model`` returned (default: the model ``memvos segment`` picks
+    for this frame size). -> (T, H, W) uint8 label maps."""
+    if len(frames) == 0:
+        raise InputError(None, "no frames to segment")
+    if not masks:
+        raise InputError(None, "no masks: give at least one frame's mask")
+    size = tuple(frames[0].shape[:2])
+    for t, mask in masks.items():
+        if not 0 <= t < len(frames):
+            raise InputError(None, f"mask for frame {t}, but there are {len(frames)} frames")
+        if tuple(np.shape(mask)) != size:
+            raise InputError(None, f"mask for frame {t} is {np.shape(mask)}, the frames are {size}")
+    net, config = model or load_model(None, device=device, frame_size=size)
+    core = InferenceCore(net, config.inference)
+    out = np.zeros((len(frames), *size), np.uint8)
+    for t in range(len(frames)):
+        mask = masks.get(t)
+        out[t] = core.labels(core.step(frames[t], None if mask is None else np.asarray(mask, np.uint8)))
+    return out

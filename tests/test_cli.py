@@ -109,7 +109,7 @@ def test_segment_video_end_to_end(video_and_masks, capsys):
 def test_override_read_sets_given_switches_and_keeps_the_rest():
     from types import SimpleNamespace
 
-    from memvos.cli import override_read
+    from memvos.model.loading import override_read
     from memvos.model.memory_read import ReadConfig
 
     models = [SimpleNamespace(read=SimpleNamespace(config=ReadConfig(mode="kmn", sigma=4.0, argmax_stride=2)))

@@ -75,12 +75,14 @@ class DavisDataset(_Dataset):
     """``ROOT/JPEGImages/<res>/<seq>/*.jpg``, ``ROOT/Annotations/<res>/<seq>/*.png`` and
     ``ROOT/ImageSets/<year>/<split>.txt`` (or ``ROOT/ImageSets/<split>.txt``).
 
-    Without a split, every sequence folder is used.
+    Without a split, every sequence folder is used. Without a resolution, ``480p`` if it exists,
+    else the only resolution folder there is (``240p`` for 432x240 clips).
     """
 
     def __init__(self, root: str | Path, split: str | None = None, year: str | None = None,
-                 resolution: str = "480p") -> None:
+                 resolution: str | None = None) -> None:
         self.root = Path(root)
+        resolution = resolution or _resolution_folder(self.root)
         self.image_dir = self.root / "JPEGImages" / resolution
         self.mask_dir = self.root / "Annotations" / resolution
         if not self.root.is_dir():
@@ -105,6 +107,15 @@ class DavisDataset(_Dataset):
                         raise InputError(path, f"lists sequence {name!r}, which has no folder in {self.image_dir}")
                 return names
         raise InputError(self.root / "ImageSets", f"no split file {split}.txt")
+
+
+def _resolution_folder(root: Path) -> str:
+    """``480p`` when ``root/JPEGImages/480p`` exists, else the single folder under ``JPEGImages``."""
+    images = root / "JPEGImages"
+    folders = sorted(d.name for d in images.iterdir() if d.is_dir()) if images.is_dir() else []
+    if "480p" in folders or len(folders) != 1:
+        return "480p"
+    return folders[0]
 
 
 class YouTubeVOSDataset(_Dataset):
@@ -137,7 +148,7 @@ class YouTubeVOSDataset(_Dataset):
 def open_dataset(root: str | Path, split: str | None = None) -> DavisDataset | YouTubeVOSDataset:
     """Recognise the layout of ``root``: DAVIS (``JPEGImages/480p``) or YouTube-VOS (``<split>/JPEGImages``)."""
     root = Path(root)
-    if (root / "JPEGImages" / "480p").is_dir():
+    if (root / "JPEGImages" / _resolution_folder(root)).is_dir():
         return DavisDataset(root, split=split)
     if split and (root / split / "JPEGImages").is_dir():
         return YouTubeVOSDataset(root, split)

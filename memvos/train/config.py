@@ -28,6 +28,10 @@ class DataSpec:
     exclude_last: int = 0  # video: hold out the last N sequences of the split
     interaction_prior: str = "grabcut"  # interactive models: the simulated round's prior ('grabcut' or 'paint')
     plain_fraction: float = 0.0  # interactive models: share of clips given a plain mask (no strokes), as in stage 2
+    exclude_split: str | None = None  # video: leave out a split of memvos.train.splits (e.g. 'validation')
+    feature_cache: str | None = None  # folder: make clips from cached backbone features (memvos.train.feature_cache)
+    cache_short_side: int = 384  # feature cache: images and frames resized to this short side
+    scale: bool = True  # feature cache, video: scale clips by up to 1.25 (else aligned crops only)
 
 
 @dataclass
@@ -100,6 +104,13 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
         raise ValueError(f"data.interaction_prior must be 'grabcut' or 'paint', got {cfg.data.interaction_prior!r}")
     if not 0.0 <= cfg.data.plain_fraction <= 1.0:
         raise ValueError(f"data.plain_fraction must be in [0, 1], got {cfg.data.plain_fraction!r}")
+    if cfg.data.exclude_split is not None:
+        from memvos.train.splits import SPLITS
+
+        if cfg.data.exclude_split not in SPLITS:
+            raise ValueError(f"data.exclude_split must be one of {sorted(SPLITS)}, got {cfg.data.exclude_split!r}")
+    if cfg.data.feature_cache and cfg.data.cache_short_side < cfg.data.crop:
+        raise ValueError(f"data.cache_short_side ({cfg.data.cache_short_side}) must be at least data.crop ({cfg.data.crop})")
     if not cfg.data.roots:
         raise ValueError("data.roots is empty: give the image folders (static) or the dataset root (video)")
     if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.checkpoint_every < 1:
@@ -107,16 +118,38 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
     return cfg
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` set over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A training YAML as a mapping, with its ``base:`` file (relative to it) merged under it."""
+    if not path.is_file():
+        raise InputError(path, "training config not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise TypeError("a training config must be a mapping (model, init, out, data, train, validate)")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen:
+        raise ValueError(f"base files form a loop through {base_path.name}")
+    return deep_merge(_read_mapping(base_path, (*seen, path.resolve())), data)
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
-    """A training YAML file -> ``TrainConfig`` (one-line error naming the file on bad input)."""
+    """A training YAML file -> ``TrainConfig`` (one-line error naming the file on bad input). A file
+    may name a ``base:`` file (relative path) and set only what differs from it (an ablation)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "training config not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise TypeError("a training config must be a mapping (model, init, out, data, train, validate)")
-        return train_config_from_dict(data, name=path.stem)
+        return train_config_from_dict(_read_mapping(path), name=path.stem)
     except yaml.YAMLError as err:
         raise InputError(path, f"invalid YAML ({' '.join(str(err).split())})") from None
     except (TypeError, ValueError) as err:

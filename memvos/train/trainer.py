@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from memvos.config import MemvosConfig, config_from_dict, load_config
 from memvos.data.atomic import atomic_path
+from memvos.data.datasets import open_dataset
 from memvos.data.static_clips import ClipAugment, hide_probability
 from memvos.errors import InputError
 from memvos.model.factory import build_model, load_checkpoint, save_checkpoint
@@ -44,7 +45,9 @@ from memvos.train.data import (
     skip_curriculum,
     with_interaction,
 )
+from memvos.train.feature_cache import CachedStaticClips, CachedVideoClips, FeatureCache, collate_features
 from memvos.train.loss import bootstrap_fraction, clip_loss
+from memvos.train.splits import excluded_names
 from memvos.train.validate import validate, validation_sequences
 
 log = logging.getLogger(__name__)
@@ -89,12 +92,41 @@ def model_config(cfg: TrainConfig) -> MemvosConfig:
     return config
 
 
-def build_dataset(cfg: TrainConfig) -> StaticClips | VideoClips:
+def excluded_sequences(cfg: TrainConfig) -> dict[str, list[str]]:
+    """Dataset folder name -> sequences training leaves out (``data.exclude_split``)."""
+    split = cfg.data.exclude_split
+    if not split:
+        return {}
+    return {Path(root).name: excluded_names(split, Path(root).name) for root in cfg.data.roots}
+
+
+def build_dataset(cfg: TrainConfig, model: nn.Module | None = None):
+    """The stage's clips: from pixels, or from cached backbone features (``data.feature_cache``;
+    ``model``'s frozen backbone computes them)."""
     d = cfg.data
     aug = ClipAugment(crop=d.crop, max_objects=d.max_objects)
+    exclude = excluded_sequences(cfg)
+    if d.feature_cache:
+        if model is None or not hasattr(model, "query_from_features"):
+            raise InputError(None, f"data.feature_cache needs a frozen-key model, not {cfg.model!r}")
+        c = model.config
+        cache = FeatureCache(model.backbone, f"{c.backbone}-s{c.output_stride}", d.feature_cache, d.cache_short_side)
+        if d.kind == "static":
+            return CachedStaticClips(d.roots, aug, cache, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max)
+        return CachedVideoClips(d.roots, aug, cache, exclude=exclude, skip=d.skip, scale=d.scale)
     if d.kind == "static":
         return StaticClips(d.roots, aug, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max, hide_fill=d.hide_fill)
-    return VideoClips(d.roots[0], aug, split=d.split, exclude_last=d.exclude_last, skip=d.skip)
+    names = None
+    if exclude:
+        names = [n for n in open_dataset(d.roots[0], d.split).sequences if n not in exclude[Path(d.roots[0]).name]]
+    return VideoClips(d.roots[0], aug, split=d.split, exclude_last=d.exclude_last, skip=d.skip, sequences=names)
+
+
+def warm_cache(dataset, show: bool) -> None:
+    """Compute the features of every image the dataset can sample (those already cached are kept)."""
+    for image, mask in tqdm(dataset.items(), desc="feature cache", disable=not show, dynamic_ncols=True):
+        if not dataset.cache.path_for(image).is_file():
+            dataset.cache.get(image, mask)
 
 
 def lr_factor(iteration: int, spec) -> float:
@@ -197,7 +229,12 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda i: lr_factor(i, spec))
-        self.dataset = build_dataset(cfg)
+        self.dataset = build_dataset(cfg, self.model)
+        self.cached = bool(cfg.data.feature_cache)
+        if self.cached:
+            if self.interactive:
+                raise InputError(None, "data.feature_cache does not support interactive models yet")
+            warm_cache(self.dataset, self.dist.main)
         self.iteration, self.best = 0, -math.inf
         self.val_sequences = validation_sequences(cfg.validate) if cfg.validate.every and cfg.validate.root else []
         if resume:
@@ -268,6 +305,8 @@ class Trainer:
         first = (iteration * self.dist.world + self.dist.rank) * spec.batch_size
         numbers = range(first, first + spec.batch_size)
         samples = [self.dataset.sample(spec.seed, n, iteration, total) for n in numbers]
+        if self.cached:
+            return collate_features(samples, self.cfg.data.max_objects)
         if not self.interactive:
             return collate(samples, self.cfg.data.max_objects)
         prior, plain = self.cfg.data.interaction_prior, self.cfg.data.plain_fraction
@@ -277,10 +316,15 @@ class Trainer:
 
     def step(self, iteration: int) -> float:
         spec = self.cfg.train
-        frames, labels, counts, *interaction = (x.to(self.device) for x in self.batch(iteration))
         top = bootstrap_fraction(iteration, spec.bootstrap_warmup, spec.bootstrap_top)
+        batch = [x.to(self.device) for x in self.batch(iteration)]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-            log_probs = self.net(frames, labels, counts, *([tuple(interaction)] if interaction else []))
+            if self.cached:
+                *features, labels, counts = batch
+                log_probs = self.net(None, labels, counts, None, tuple(features))
+            else:
+                frames, labels, counts, *interaction = batch
+                log_probs = self.net(frames, labels, counts, *([tuple(interaction)] if interaction else []))
         loss = clip_loss(log_probs.float(), labels, top)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

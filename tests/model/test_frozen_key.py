@@ -159,3 +159,35 @@ def test_keys_at_stride_16_pool_the_stride_8_features_onto_their_grid():
     probs = core.step(frame)
     assert probs.shape == (2, 96, 128)
     assert torch.allclose(probs.sum(0), torch.ones(96, 128), atol=1e-5)
+
+
+def test_learned_key_projection_starts_as_the_frozen_keys_and_trains():
+    torch.manual_seed(0)
+    read = ReadConfig(mode="stm", top_k=5, temperature=0.1)
+    plain = FrozenKeySTM(FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False, output_stride=16, read=read))
+    learned = FrozenKeySTM(FrozenKeyConfig(value_dim=8, decoder_dim=8, pretrained=False, output_stride=16, read=read,
+                                           key_projection=True))
+    missing, unexpected = learned.load_state_dict(plain.state_dict(), strict=False)
+    assert all(k.startswith("key_proj.") for k in missing) and not unexpected
+    assert "key_proj." in learned.optional_weights
+    rgb = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(learned.encode_query(rgb).key, plain.encode_query(rgb).key)  # zero start
+    frames = torch.rand(1, 3, 3, 64, 64)
+    labels = torch.zeros(1, 3, 64, 64, dtype=torch.long)
+    labels[:, :, 8:40, 8:40] = 1
+    learned.train()
+    learned(frames, labels, torch.tensor([1])).mean().backward()
+    assert learned.key_proj.weight.grad.abs().sum() > 0
+
+
+def test_training_from_features_equals_training_from_frames(model):
+    model.eval()
+    frames = torch.rand(1, 3, 3, 64, 64)
+    labels = torch.zeros(1, 3, 64, 64, dtype=torch.long)
+    labels[:, :, 10:40, 20:50] = 1
+    with torch.no_grad():
+        f4, f8, fk = model.backbone(frames.flatten(0, 1))
+        from_features = model(None, labels, torch.tensor([1]),
+                              features=tuple(x.unflatten(0, (1, 3)) for x in (f4, f8, fk)))
+        from_frames = model(frames, labels, torch.tensor([1]))
+    torch.testing.assert_close(from_features, from_frames)
