@@ -43,8 +43,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from memvos.data.frames import open_frames
-    from memvos.segment import masks_from_folder, segment_video
+    from memvos.segment import check_segment_outputs, masks_from_folder, segment_video
 
+    check_segment_outputs(args.input, args.out, args.overlay, args.overwrite)
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
     scales = parse_scales(args.scales)
@@ -63,16 +64,23 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         changes["reid"] = config.inference.reid or ReidConfig()
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
     stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config,
-                          offline=args.offline)
+                          offline=args.offline, overwrite=args.overwrite)
     print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
           + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from memvos.data.atomic import check_output
     from memvos.eval.evaluate import evaluate_folders
     from memvos.eval.report import format_tables, save_csv, save_json
 
+    if args.workers is not None and args.workers < 1:
+        raise InputError(None, f"--workers must be at least 1, not {args.workers}")
+    if args.json:
+        check_output(args.json, "file")
+    if args.csv:
+        check_output(args.csv, "folder")
     result = evaluate_folders(args.gt_dir, args.pred_dir, all_frames=args.all_frames,
                               sequences=args.sequences, workers=args.workers)
     if not result.objects:
@@ -197,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mask-frame", type=int, default=0, metavar="K", help="frame of --mask (default 0)")
     seg.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for one palette PNG per frame")
     seg.add_argument("--overlay", metavar="OUT.mp4", help="also write an overlay video")
+    seg.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty (as a whole)")
     seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model for the video: "
                                        "frozen-key-lite0-fast from 480p up, frozen-key-lite0 below)")
     seg.add_argument("--checkpoint", action="append", help="weights file; repeat for an ensemble")

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from memvos.config import MemvosConfig
-from memvos.data.atomic import atomic_dir
+from memvos.data.atomic import atomic_dir, check_output
 from memvos.data.frames import FrameSource, list_images, open_frames
 from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask, read_mask_info
 from memvos.data.video import VideoWriter
@@ -64,14 +64,28 @@ def check_masks(masks: dict[int, Path], frames: FrameSource) -> None:
     read_mask_info(masks[first], require_object=True)
 
 
+def check_segment_outputs(source: str | Path, out_dir: str | Path, overlay: str | Path | None = None,
+                          overwrite: bool = False) -> None:
+    """Before any frame is processed: the mask folder and the overlay file can be written, are
+    not the input, and the folder is empty unless ``overwrite`` (then it is replaced)."""
+    check_output(out_dir, "folder", overwrite=overwrite, inputs=(source,))
+    if overlay is not None:
+        check_output(overlay, "file", inputs=(source,))
+        if Path(overlay).resolve().is_relative_to(Path(out_dir).resolve()):
+            raise InputError(overlay, "is inside the mask folder --out; write it elsewhere")
+
+
 def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_dir: str | Path,
                   overlay: str | Path | None = None, models: list | None = None,
-                  config: MemvosConfig | None = None, progress: bool = True, offline: bool = False) -> dict[str, float]:
+                  config: MemvosConfig | None = None, progress: bool = True, offline: bool = False,
+                  overwrite: bool = False) -> dict[str, float]:
     """Segment every frame of ``source`` (a path or an opened frame source); write palette PNGs to
     ``out_dir`` (and an overlay mp4). Returns timing figures. Nothing is written if anything fails.
     ``offline``: re-identified starting points and bidirectional propagation (memvos.inference.offline).
+    ``out_dir`` must be empty or absent unless ``overwrite``, which replaces it as a whole.
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
+    check_segment_outputs(frames.path, out_dir, overlay, overwrite)
     check_masks(masks, frames)
     if models is None:
         model, config = load_model(None, frame_size=frames.size)
@@ -80,9 +94,9 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
     fps = frames.fps or 24.0
     start = time.perf_counter()
     if offline:
-        return _segment_offline(frames, masks, out_dir, overlay, models, config, progress, start)
+        return _segment_offline(frames, masks, out_dir, overlay, models, config, progress, start, overwrite)
     core = InferenceCore(models, config.inference)
-    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+    with atomic_dir(out_dir, replace=overwrite) as tmp, contextlib.ExitStack() as stack:
         video = stack.enter_context(VideoWriter(overlay, fps)) if overlay else None  # finished first
         for t, frame in enumerate(tqdm(frames, unit="frame", desc="segmenting", disable=not progress)):
             mask = fit_mask_to_frame(read_mask(masks[t]), frame.shape[:2], masks[t]) if t in masks else None
@@ -95,7 +109,7 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
 
 
 def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overlay, models, config: MemvosConfig,
-                     progress: bool, start: float) -> dict[str, float]:
+                     progress: bool, start: float, overwrite: bool = False) -> dict[str, float]:
     """The offline mode: all frames are segmented first (several passes), then written."""
     from memvos.inference.offline import segment_offline
 
@@ -104,7 +118,7 @@ def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overl
         labels, report = segment_offline(frames, given, models, config.inference, progress=bar.update)
     for obj, points in report.starts.items():
         log.info("object %d: starting points %s", obj, points)
-    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+    with atomic_dir(out_dir, replace=overwrite) as tmp, contextlib.ExitStack() as stack:
         video = stack.enter_context(VideoWriter(overlay, frames.fps or 24.0)) if overlay else None
         for t, frame in enumerate(frames):
             write_palette_png(tmp / f"{frames.names[t]}.png", labels[t])

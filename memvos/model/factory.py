@@ -58,19 +58,45 @@ def save_checkpoint(model: nn.Module, config: MemvosConfig, path: str | Path) ->
         save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(config.to_dict())})
 
 
+TRAINING_STATE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, or a legacy pickle
+
+
+def check_device(device: str) -> str:
+    """A device torch knows and this machine has, else a one-line error (before any work)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(None, f"--device {device!r} is not a device (cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(None, f"--device {device}: no CUDA GPU is available on this machine (use cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(None, f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif parsed.type != "cpu":
+        raise InputError(None, f"--device {device}: memvos runs on cpu or cuda")
+    return str(device)
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, MemvosConfig]:
     """A model and its config from a file written by ``save_checkpoint`` (or ``memvos export``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(TRAINING_STATE_MAGIC):
+        raise InputError(path, "is a training checkpoint, not exported weights: "
+                               f"run `memvos export {path} OUT.safetensors` and pass OUT.safetensors")
     try:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
         state = load_file(str(path), device=device)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(path, f"not a safetensors checkpoint ({err})") from None
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not a safetensors checkpoint ({str(err)[:120]})") from None
     if CONFIG_KEY not in metadata:
         raise InputError(path, "checkpoint carries no memvos config (export it with `memvos export`)")
     try:
@@ -121,9 +147,11 @@ def load_model(source: str | Path | None = None, device: str = "cpu",
     ``frame_size`` (H, W) (``default_model_source``). ``precision`` (default: the config's
     ``inference.precision``) is set on the model and recorded in the config, and so is ``device``
     (the engine then runs there: the device is given in this one place)."""
+    device = check_device(device)
     source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source(frame_size)))
     shipped = shipped_weights(source)
-    if shipped is not None or source.endswith(".safetensors"):
+    is_weights_file = Path(source).is_file() and Path(source).suffix.lower() not in (".yaml", ".yml")
+    if shipped is not None or source.endswith(".safetensors") or is_weights_file:
         model, config = load_checkpoint(shipped or source, device)
     else:
         config = load_config(source)

@@ -8,6 +8,8 @@ import dataclasses
 
 from memvos.errors import InputError
 
+MAX_SCALE = 4096  # processing short sides above this would need tens of GB (a typo, not a wish)
+
 
 def parse_scales(text: str | None) -> tuple[int, ...] | None:
     """``"480,600"`` -> (480, 600): test-time short sides (None when not given)."""
@@ -17,8 +19,8 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
         scales = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise InputError(None, f"--scales takes short-side sizes like 480,600, not {text!r}") from None
-    if not scales or min(scales) < 32:
-        raise InputError(None, f"--scales takes short-side sizes of at least 32 pixels, not {text!r}")
+    if not scales or min(scales) < 32 or max(scales) > MAX_SCALE:
+        raise InputError(None, f"--scales takes short-side sizes from 32 to {MAX_SCALE} pixels, not {text!r}")
     return scales
 
 

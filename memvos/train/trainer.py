@@ -14,8 +14,10 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,11 @@ from torch import nn
 from tqdm import tqdm
 
 from memvos.config import MemvosConfig, config_from_dict, load_config
-from memvos.data.atomic import atomic_path
+from memvos.data.atomic import atomic_path, check_output
 from memvos.data.datasets import open_dataset
 from memvos.data.static_clips import ClipAugment, hide_probability
 from memvos.errors import InputError
-from memvos.model.factory import build_model, load_checkpoint, save_checkpoint
+from memvos.model.factory import build_model, check_device, load_checkpoint, save_checkpoint
 from memvos.model.memory_read import ReadConfig
 from memvos.train.config import TrainConfig, config_to_dict
 from memvos.train.data import (
@@ -146,9 +148,7 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
     if path.endswith(".safetensors"):
         state = load_checkpoint(path)[0].state_dict()
     else:
-        if not Path(path).is_file():
-            raise InputError(path, "initial weights not found")
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        state = read_training_state(path)["model"]
     state = widen_inputs(state, model.state_dict())
     missing, unexpected = model.load_state_dict(state, strict=False)
     optional = tuple(getattr(model, "optional_weights", ()))
@@ -180,6 +180,23 @@ def widen_inputs(state: dict[str, torch.Tensor], reference: dict[str, torch.Tens
     return out
 
 
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint (``.pt`` from ``Trainer.save``), or a one-line error naming the file
+    (missing, truncated, a text file, not a memvos checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "training checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, IndexError,
+            UnicodeDecodeError, zipfile.BadZipFile) as err:
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise InputError(path, f"not a readable training checkpoint (truncated or not one: {reason})") from None
+    if not isinstance(state, dict) or "model" not in state or "memvos_config" not in state:
+        raise InputError(path, "not a memvos training checkpoint (no model state and config in it)")
+    return state
+
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -201,7 +218,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, out: str | Path | None = None) -> None:
         self.cfg, spec = cfg, cfg.train
         self.out = Path(out or cfg.out)
-        requested = pick_device(spec.device, int(os.environ.get("LOCAL_RANK", "0")))
+        requested = check_device(pick_device(spec.device, int(os.environ.get("LOCAL_RANK", "0"))))
         self.dist = setup_distributed(requested)
         self.device = requested
         if spec.threads:
@@ -260,7 +277,7 @@ class Trainer:
         path = self.out / LAST
         if not path.is_file():
             raise InputError(path, "no checkpoint to resume from (run without --resume first)")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_training_state(path)
         if state.get("world_size", 1) != self.dist.world:
             raise InputError(path, f"checkpoint was written by {state['world_size']} process(es), "
                                    f"this run has {self.dist.world}")
@@ -410,10 +427,9 @@ def _tensorboard(out: Path):
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> MemvosConfig:
     """A training checkpoint (``.pt``) -> fp16 safetensors with its config (what ``--checkpoint`` loads)."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
+    check_output(out, "file", inputs=(path,))
+    state = read_training_state(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
         config = config_from_dict(state["memvos_config"])
     except (KeyError, TypeError, RuntimeError, OSError, ValueError) as err:
         raise InputError(path, f"not a memvos training checkpoint ({err})") from None

@@ -1,0 +1,67 @@
+"""Bad checkpoints, devices and sizes: one-line errors naming what is wrong, exit status 2,
+before any frame is processed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memvos.cli import main
+from memvos.data.writers import write_palette_png
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    frames = root / "frames"
+    frames.mkdir()
+    from PIL import Image
+
+    for t in range(3):
+        Image.fromarray(np.full((48, 64, 3), 40 * t, np.uint8)).save(frames / f"{t:05d}.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 10:30] = 1
+    write_palette_png(root / "first.png", mask)
+    torch.save({"model": {"w": torch.zeros(1000)}, "memvos_config": {}}, root / "last.pt")
+    (root / "truncated.pt").write_bytes((root / "last.pt").read_bytes()[:300])
+    (root / "text.pt").write_text("hello, not a checkpoint\n")
+    return root
+
+
+def _error(capsys, fragment: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memvos: error: ") and fragment in err, err
+
+
+def _segment(files, *extra: str) -> int:
+    return main(["segment", str(files / "frames"), "--mask", str(files / "first.png"), "--out",
+                 str(files / "out"), *extra])
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("last.pt", "is a training checkpoint, not exported weights: run `memvos export"),
+    ("text.pt", "not a safetensors checkpoint"),
+    ("missing.safetensors", "checkpoint file not found"),
+])
+def test_segment_with_a_bad_checkpoint(files, capsys, name, fragment):
+    assert _segment(files, "--checkpoint", str(files / name)) == 2
+    _error(capsys, fragment)
+    assert not (files / "out").exists()
+
+
+@pytest.mark.parametrize("device, fragment", [
+    ("foo", "'foo' is not a device"),
+    ("cuda", "no CUDA GPU is available"),
+    ("mps", "memvos runs on cpu or cuda"),
+])
+def test_segment_with_a_device_it_cannot_use(files, capsys, device, fragment):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert _segment(files, "--device", device) == 2
+    _error(capsys, fragment)
+
+
+def test_segment_with_absurd_scales(files, capsys):
+    assert _segment(files, "--scales", "100000") == 2
+    _error(capsys, "from 32 to 4096 pixels")

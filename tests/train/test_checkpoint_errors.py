@@ -1,0 +1,45 @@
+"""Broken training checkpoints given to export, train --init and train --resume: one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memvos.cli import main
+
+from .conftest import tiny_config, write_yaml
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.save({"model": {"w": torch.zeros(1000)}, "memvos_config": {}}, root / "last.pt")
+    (root / "truncated.pt").write_bytes((root / "last.pt").read_bytes()[:300])
+    (root / "text.pt").write_text("hello, not a checkpoint\n")
+    return root
+
+
+def _error(capsys, fragment: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memvos: error: ") and fragment in err, err
+
+
+@pytest.mark.parametrize("name", ["truncated.pt", "text.pt"])
+def test_export_and_train_init_and_resume_with_a_broken_checkpoint(files, tmp_path, capsys, name):
+    assert main(["export", str(files / name), str(tmp_path / "w.safetensors")]) == 2
+    _error(capsys, "not a readable training checkpoint")
+    assert not (tmp_path / "w.safetensors").exists()
+    config = write_yaml(tmp_path / "t.yaml", tiny_config(tmp_path))
+    assert main(["train", "--config", str(config), "--init", str(files / name)]) == 2
+    _error(capsys, "not a readable training checkpoint")
+    out = tmp_path / "run"
+    out.mkdir(exist_ok=True)
+    (out / "last.pt").write_bytes((files / name).read_bytes())
+    assert main(["train", "--config", str(config), "--resume", "--out", str(out)]) == 2
+    _error(capsys, "not a readable training checkpoint")
+
+
+def test_export_of_a_pt_file_that_is_not_a_memvos_checkpoint(files, tmp_path, capsys):
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    assert main(["export", str(tmp_path / "list.pt"), str(tmp_path / "w.safetensors")]) == 2
+    _error(capsys, "not a memvos training checkpoint")
