@@ -20,9 +20,37 @@ class _OneLineFormatter(logging.Formatter):
         return f"memvos: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
 
 
+class _ProgressAwareHandler(logging.StreamHandler):
+    """Writes through tqdm, so a message gets its own line above a progress bar, not onto it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class _OnceFilter(logging.Filter):
+    """Each distinct message once per run (a mask read twice reports its colour mapping once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _ProgressAwareHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter())
+    handler.addFilter(_OnceFilter())
     root = logging.getLogger("memvos")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -65,3 +65,16 @@ def test_segment_with_a_device_it_cannot_use(files, capsys, device, fragment):
 def test_segment_with_absurd_scales(files, capsys):
     assert _segment(files, "--scales", "100000") == 2
     _error(capsys, "from 32 to 4096 pixels")
+
+
+def test_a_colour_mask_reports_its_mapping_once_on_its_own_line(files, tmp_path, capsys):
+    from PIL import Image
+
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[10:30, 10:30] = (200, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert main(["segment", str(files / "frames"), "--mask", str(tmp_path / "rgb.png"), "--out",
+                 str(tmp_path / "out"), "--config", "training-free-lite0-fast"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").split("\n") if "colour -> id" in line]
+    assert len(lines) == 1 and lines[0].startswith("memvos: info: ")  # not glued onto the progress bar

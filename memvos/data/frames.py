@@ -40,12 +40,26 @@ def list_images(folder: Path) -> list[Path]:
     return natsorted(files, key=lambda p: p.name)
 
 
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any Pillow image; 16-bit and 32-bit integer greyscale (``I;16``, ``I``)
+    is scaled from its 16-bit range (Pillow's own conversion clips it to white)."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.asarray(im).astype(np.float64)
+        grey = np.clip(np.round(grey / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        grey = np.asarray(im).astype(np.float64)
+        scale = 255.0 if grey.max(initial=0) <= 1.0 else 1.0
+        return np.repeat(np.clip(np.round(grey * scale), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read one image as (H, W, 3) uint8 RGB, or raise a one-line InputError."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return _to_rgb8(im)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +21,8 @@ _NO_SEEK_FORMATS = {"mpeg", "mpegts", "mpegvideo", "h264", "hevc", "m4v"}
 _NOT_VIDEO_FORMATS = {"tty", "image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe"}
 # A jump forward by fewer frames than this is decoded through instead of seeking.
 _DECODE_AHEAD = 48
+
+log = logging.getLogger(__name__)
 
 
 class _Desync(Exception):
@@ -45,6 +48,7 @@ class VideoFrames:
             self.close()
             raise InputError(self.path, "video has no frames")
         self._pts = pts
+        self._warn_if_truncated(len(pts))
         self._pts_index = {p: i for i, p in enumerate(pts) if p is not None}
         self._seekable = (self._container.format.name.split(",")[0] not in _NO_SEEK_FORMATS
                           and len(self._pts_index) == len(pts))
@@ -79,6 +83,22 @@ class VideoFrames:
         if any(p is None for p in pts):
             return [None] * len(pts)  # no timestamps: sequential decoding only
         return sorted(pts)  # type: ignore[arg-type]
+
+    def expected_frames(self) -> int | None:
+        """The frame count the file's header promises: the stream's count, else duration x fps."""
+        if self._stream.frames:
+            return int(self._stream.frames)
+        duration = self._container.duration  # microseconds
+        if duration and self.fps:
+            return round(duration / 1_000_000 * self.fps)
+        return None
+
+    def _warn_if_truncated(self, found: int) -> None:
+        """A damaged or cut file holds fewer frames than its header says: say so up front."""
+        expected = self.expected_frames()
+        if expected is not None and found < expected - max(2, round(0.02 * expected)):
+            log.warning("%s: its header promises %d frames but only %d can be read (truncated or damaged file); "
+                        "segmenting those %d", self.path, expected, found, found)
 
     def __len__(self) -> int:
         return len(self._pts)

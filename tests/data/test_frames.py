@@ -253,3 +253,17 @@ def test_open_frames_text_file_is_not_a_video(tmp_path):
     path.write_text("hello, I am not a video\n" * 20)
     with pytest.raises(InputError):
         open_frames(path)
+
+
+def test_16_bit_frames_are_scaled_not_clipped_to_white(tmp_path):
+    import cv2
+
+    grey = (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)  # 0 .. 64491
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey)
+    colour = np.stack([grey, grey // 2, 65535 - grey], -1)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), colour[..., ::-1])  # OpenCV writes BGR
+    out = read_rgb(tmp_path / "grey16.png")
+    assert out.dtype == np.uint8 and out.shape == (48, 64, 3)
+    np.testing.assert_allclose(out[..., 0], grey / 257, atol=1)
+    assert out.min() == 0 and 240 < out.max() < 255  # a ramp, not all white
+    np.testing.assert_allclose(read_rgb(tmp_path / "rgb16.png"), colour / 257, atol=1)

@@ -249,3 +249,27 @@ def test_writer_refuses_a_frame_of_another_size_and_leaves_nothing(tmp_path):
         writer.write(np.zeros((32, 48, 3), np.uint8))
         writer.write(np.zeros((30, 48, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_video_says_so_when_opened(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / "full.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with caplog.at_level(logging.WARNING):
+        assert len(VideoFrames(path)) == 40
+    assert "header promises" not in caplog.text
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.75)])
+    with caplog.at_level(logging.WARNING):
+        frames = VideoFrames(cut)
+    assert 0 < len(frames) < 40
+    assert f"header promises 40 frames but only {len(frames)} can be read" in caplog.text
+    assert frames[len(frames) - 1].shape == (64, 96, 3)  # what is there still decodes
