@@ -37,7 +37,8 @@ class SegmentationModel(Protocol):
     def encode_query(self, rgb: Tensor) -> Any: ...
 
     def memorize(self, rgb: Tensor, query: Any, probs: Tensor, object_ids: tuple[int, ...]) -> MemoryEntry:
-        """probs: (K+1, H, W), background first, then ``object_ids`` in order."""
+        """probs: (K+1, H, W), background first, then ``object_ids`` in order. Models whose config
+        has ``scribbles: true`` also take ``strokes=`` (K, 2, H, W): positive, negative stroke maps."""
         ...
 
     def segment(self, query: Any, memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 READ_MODES = ("stm", "kmn")
 # Query positions per chunk that read fastest on the 2-core CPUs here: 1.4-1.6x faster than 2048
 # at 480p with 8 or 20 memory frames, at stride 16 and 8 (the (chunk, N) products stay smaller
-# than the caches). ``ReadConfig.chunk`` can only lower it.
+# than the caches). The default of ``ReadConfig.chunk``.
 FASTEST_CHUNK = 256
 
 
@@ -44,7 +44,7 @@ class ReadConfig:
     top_k: int | None = None  # keep only the k best memory positions per query position
     temperature: float | None = None  # affinity / temperature; None: affinity / sqrt(d)
     argmax_stride: int = 1  # KMN: find q^(p) on a query grid this much coarser (faster)
-    chunk: int = 2048  # at most this many query positions per chunk (bounds memory); see FASTEST_CHUNK
+    chunk: int = FASTEST_CHUNK  # query positions per chunk (bounds memory; 256 reads fastest here)
     fast_argmax: bool = True  # KMN: find q^(p) with a product at the compute precision (bfloat16: faster)
     fast_select: bool = True  # top-k: choose the k cells at the compute precision, weigh them in float32
 
@@ -72,7 +72,7 @@ class MemoryRead(nn.Module):
     @property
     def _chunk(self) -> int:
         """Query positions per chunk."""
-        return min(self.config.chunk, FASTEST_CHUNK)
+        return self.config.chunk
 
     def forward(self, mem_key: Tensor, mem_val: Tensor, query_key: Tensor) -> Tensor:
         """mem_key (B, Ck, T, Hm, Wm), mem_val (B, Cv, T, Hm, Wm), query_key (B, Ck, H, W) -> (B, Cv, H, W)."""

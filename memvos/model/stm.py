@@ -59,9 +59,10 @@ class STMNetwork(nn.Module):
         return _Query(key, value, f8, f4, tuple(rgb.shape[-2:]))
 
     def memorize(self, rgb: Tensor, query: _Query | None, probs: Tensor, object_ids: tuple[int, ...],
-                 scribbles: Tensor | None = None) -> MemoryEntry:
-        """Encode the frame once per object with (its mask, the union of the others' masks)."""
-        key, value = self.encode_memory(rgb, probs[1:], scribbles)
+                 strokes: Tensor | None = None) -> MemoryEntry:
+        """Encode the frame once per object with (its mask, the union of the others' masks[, its
+        positive and negative strokes (K, 2, H, W)])."""
+        key, value = self.encode_memory(rgb, probs[1:], strokes)
         return MemoryEntry(key=key, value=value, object_ids=object_ids)
 
     def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...]) -> Tensor:
@@ -85,16 +86,17 @@ class STMNetwork(nn.Module):
         return torch.cat([query.key, query.value], dim=1)[0]
 
     # ---- pieces shared with training ----------------------------------------------------
-    def encode_memory(self, rgb: Tensor, object_probs: Tensor, scribbles: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """rgb (1, 3, H, W), object_probs (K, H, W) -> keys (K, Ck, h, w), values (K, Cv, h, w);
-        batched: rgb (B, 3, H, W), object_probs (B, K, H, W) -> (B*K, ...) sample-major."""
+    def encode_memory(self, rgb: Tensor, object_probs: Tensor, strokes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """rgb (1, 3, H, W), object_probs (K, H, W), strokes (K, 2, H, W) or None -> keys (K, Ck, h, w),
+        values (K, Cv, h, w); batched: rgb (B, 3, H, W), object_probs (B, K, H, W), strokes
+        (B*K, 2, H, W) -> (B*K, ...) sample-major."""
         if object_probs.dim() == 3:
             object_probs = object_probs[None]
         b, k = object_probs.shape[:2]
         others = (object_probs.sum(1, keepdim=True) - object_probs).clamp(0, 1)
         extra = [object_probs.flatten(0, 1)[:, None], others.flatten(0, 1)[:, None]]
         if self.config.scribbles:
-            extra.append(scribbles if scribbles is not None else object_probs.new_zeros(b * k, 2, *object_probs.shape[-2:]))
+            extra.append(strokes if strokes is not None else object_probs.new_zeros(b * k, 2, *object_probs.shape[-2:]))
         _, _, f16 = self.memory_encoder(rgb.repeat_interleave(k, dim=0), torch.cat(extra, dim=1))
         return self.memory_kv(f16)
 

@@ -19,7 +19,6 @@ from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
 from memvos.model.memory_read import MemoryRead, ReadConfig
 from memvos.model.modules import area_to_grid, hard_probabilities
-from memvos.model.refine import refine_probabilities
 
 
 @dataclass
@@ -30,9 +29,6 @@ class TrainingFreeConfig:
     with_f8: bool = False  # keys also hold the stride-8 stage's features (each part unit norm, equal weight)
     pretrained: bool | str = True
     hard_memory: bool = True  # memorise one-hot (argmax) masks: soft ones blur a little more every frame
-    refine: bool = False  # snap upsampled probabilities to image edges (guided filter)
-    refine_radius: int = 8
-    refine_eps: float = 1e-3
     read: ReadConfig = field(default_factory=lambda: ReadConfig(mode="kmn", sigma=8.0, top_k=5, temperature=0.1))
 
 
@@ -40,7 +36,6 @@ class TrainingFreeConfig:
 class _Query:
     key: Tensor  # (1, Ck, h, w), unit norm along channels
     size: tuple[int, int]  # frame size (H, W) at this branch
-    rgb: Tensor  # (1, 3, H, W), the guide for refinement
 
 
 class TrainingFreeModel(nn.Module):
@@ -61,7 +56,7 @@ class TrainingFreeModel(nn.Module):
         if self.config.with_f8:
             f8 = area_to_grid(f8, f16.shape[-2:])  # keys at stride 16: pooled onto their grid
             key = torch.cat([key, F.normalize(f8, dim=1)], dim=1) / 2**0.5  # unit norm
-        return _Query(key, tuple(rgb.shape[-2:]), rgb)
+        return _Query(key, tuple(rgb.shape[-2:]))
 
     def memorize(self, rgb: Tensor, query: _Query, probs: Tensor, object_ids: tuple[int, ...]) -> MemoryEntry:
         """Store the query key and the objects' probabilities on the key grid (area average)."""
@@ -79,8 +74,6 @@ class TrainingFreeModel(nn.Module):
         probs = F.interpolate(read, size=query.size, mode="bilinear", align_corners=False)[0]
         probs = probs.clamp(min=0)
         probs = probs / probs.sum(0, keepdim=True).clamp(min=1e-7)
-        if self.config.refine:
-            probs = refine_probabilities(query.rgb, probs, self.config.refine_radius, self.config.refine_eps)
         return probs
 
     @property

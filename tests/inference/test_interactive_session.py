@@ -229,3 +229,18 @@ def test_the_default_interactive_model_is_the_shipped_stroke_model(monkeypatch, 
     assert factory.default_interactive_source() == factory.default_model_source()
     fallback, _ = interactive.load_interactive_model()
     assert not fallback.config.scribbles
+
+
+def test_an_interactive_stm_network_takes_the_same_stroke_input(clip):
+    """Both networks name the stroke maps `strokes`: a session drives the STM network too."""
+    from memvos.model.stm import STMConfig, STMNetwork
+
+    torch.manual_seed(0)
+    stm = STMNetwork(STMConfig(decoder_dim=16, scribbles=True, read=ReadConfig(mode="stm"))).eval()
+    session = InteractiveSession(clip.frames[:4], model=stm, config=CONFIG)
+    positive = np.zeros(clip.labels[0].shape, bool)
+    positive[clip.labels[0] == 1] = True
+    labels = session.interact(0, object_id=1, positive=positive)
+    assert labels.shape == clip.labels[0].shape and (labels[positive] == 1).all()  # strokes are obeyed
+    assert session.propagate()
+    assert session.masks().shape == (4, *clip.labels[0].shape)
