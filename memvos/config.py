@@ -49,7 +49,7 @@ def list_presets() -> list[str]:
 
 
 def load_config(name_or_path: str | Path) -> MemvosConfig:
-    """A preset name (``kmn-lite0``) or a YAML file path -> ``MemvosConfig``."""
+    """A preset name (``frozen-key-lite0-fast``) or a YAML file path -> ``MemvosConfig``."""
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         path = PRESET_DIR / f"{name_or_path}.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,12 +177,13 @@ def test_segment_with_reidentification_or_offline(tmp_path, mode):
     (["--mask", "{root}/nope.png"], "nope.png"),
     (["--mask", "{root}/first.png", "--mask-frame", "99"], "outside the video"),
     (["--mask", "{root}/first.png", "--scales", "abc"], "--scales"),
-    (["--mask", "{root}/first.png", "--config", "kmn-lite0"], "checkpoint"),
+    (["--mask", "{root}/first.png", "--config", "{repo}/configs/networks/kmn-lite0.yaml"], "checkpoint"),
 ])
 def test_segment_bad_input_one_line_and_no_output(video_and_masks, capsys, extra, fragment):
     root, _ = video_and_masks
     out = root / "never"
-    code = main(["segment", str(root / "in.mp4"), "--out", str(out), *[a.format(root=root) for a in extra]])
+    repo = Path(__file__).resolve().parents[1]
+    code = main(["segment", str(root / "in.mp4"), "--out", str(out), *[a.format(root=root, repo=repo) for a in extra]])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
     assert not out.exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import sys
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -268,7 +270,7 @@ def test_lite_classifies_cat(variant):
 
 
 def test_training_free_resnet50_runs_with_backbone_weights_from_the_cli(tmp_path, resnet_sd, capsys):
-    """`memvos segment --config training-free-resnet50 --backbone-weights FILE` on a tiny video."""
+    """`memvos segment --config configs/networks/training-free-resnet50.yaml --backbone-weights FILE`."""
     import numpy as np
 
     from memvos.cli import main
@@ -281,7 +283,8 @@ def test_training_free_resnet50_runs_with_backbone_weights_from_the_cli(tmp_path
     write_palette_png(tmp_path / "m.png", clip.labels[0])
     torch.save(resnet_sd, tmp_path / "resnet50.pth")
     code = main(["segment", str(tmp_path / "frames"), "--mask", str(tmp_path / "m.png"), "--out",
-                 str(tmp_path / "out"), "--config", "training-free-resnet50",
+                 str(tmp_path / "out"), "--config",
+                 str(Path(__file__).resolve().parents[2] / "configs" / "networks" / "training-free-resnet50.yaml"),
                  "--backbone-weights", str(tmp_path / "resnet50.pth")])
     assert code == 0, capsys.readouterr().err
     assert len(list((tmp_path / "out").glob("*.png"))) == 3

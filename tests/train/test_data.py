@@ -81,11 +81,10 @@ def test_collate_stacks_and_rejects_too_many_objects(static_root):
 
 
 def test_shipped_training_configs_parse():
-    from memvos.config import PRESET_DIR
     from memvos.train.config import load_train_config
     from memvos.train.reid import is_reid_config, load_reid_config
 
-    files = sorted((PRESET_DIR / "train").glob("*.yaml"))
+    files = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"))
     stages = {p.stem: load_train_config(p) for p in files if not is_reid_config(p)}
     reid = {p.stem: load_reid_config(p) for p in files if is_reid_config(p)}
     assert reid["reid-lite0"].exclude_last == 6  # the re-id projection never sees the held-out six
