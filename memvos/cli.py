@@ -152,7 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from memvos.train.trainer import export_checkpoint
 
-    config = export_checkpoint(args.checkpoint, args.out)
+    config = export_checkpoint(args.checkpoint, args.out, output_stride=args.output_stride)
     print(f"wrote {args.out} (fp16, config {config.name}, model {config.model_type})")
     return 0
 
@@ -271,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ex = sub.add_parser("export", help="training checkpoint -> fp16 safetensors that --checkpoint loads")
-    ex.add_argument("checkpoint", help="a training checkpoint (last.pt or best.pt)")
+    ex.add_argument("checkpoint", help="a training checkpoint (last.pt or best.pt), or exported .safetensors")
     ex.add_argument("out", help="output .safetensors file")
+    ex.add_argument("--output-stride", type=int, choices=(8, 16),
+                    help="frozen-key networks: the same weights with keys at stride 8 (small frames) or 16")
     ex.set_defaults(func=_cmd_export)
     ie = sub.add_parser("interactive-eval", help="DAVIS interactive protocol: robot scribbles, J&F-versus-time AUC")
     ie.add_argument("--davis", required=True, metavar="ROOT",

@@ -13,7 +13,6 @@ from memvos.model.factory import build_model, load_checkpoint, load_model, save_
 from memvos.model.stm import STMNetwork
 from memvos.model.training_free import TrainingFreeModel
 
-
 NETWORKS = Path(__file__).resolve().parents[1] / "configs" / "networks"  # need weights memvos does not ship
 
 

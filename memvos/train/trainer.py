@@ -10,6 +10,7 @@ optimiser, scheduler and RNG states are restored with it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -424,16 +425,27 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> MemvosConfig:
-    """A training checkpoint (``.pt``) -> fp16 safetensors with its config (what ``--checkpoint`` loads)."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path, output_stride: int | None = None) -> MemvosConfig:
+    """A training checkpoint (``.pt``) or exported weights (``.safetensors``) -> fp16 safetensors with
+    its config (what ``--checkpoint`` loads). ``output_stride`` (frozen-key networks) re-targets the
+    same weights to keys at stride 8 or 16: the parameters do not depend on the stride."""
     path = Path(checkpoint)
     check_output(out, "file", inputs=(path,))
-    state = read_training_state(path)
+    if path.suffix == ".safetensors":
+        model, config = load_checkpoint(path)
+        state, config_dict = model.state_dict(), config.to_dict()
+    else:
+        training = read_training_state(path)
+        state, config_dict = training["model"], training["memvos_config"]
     try:
-        config = config_from_dict(state["memvos_config"])
+        config = config_from_dict(config_dict)
+        if output_stride is not None:
+            if config.model_type != "frozen-key-stm" or output_stride not in (8, 16):
+                raise ValueError(f"--output-stride takes 8 or 16 for a frozen-key network (this is {config.model_type})")
+            config = dataclasses.replace(config, model={**config.model, "output_stride": output_stride})
     except (KeyError, TypeError, RuntimeError, OSError, ValueError) as err:
-        raise InputError(path, f"not a memvos training checkpoint ({err})") from None
+        raise InputError(path, f"cannot export: {err}") from None
     model = build_model(config, pretrained=False)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state)
     save_checkpoint(model, config, out)
     return config

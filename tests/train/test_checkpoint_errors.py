@@ -43,3 +43,18 @@ def test_export_of_a_pt_file_that_is_not_a_memvos_checkpoint(files, tmp_path, ca
     torch.save([1, 2, 3], tmp_path / "list.pt")
     assert main(["export", str(tmp_path / "list.pt"), str(tmp_path / "w.safetensors")]) == 2
     _error(capsys, "not a memvos training checkpoint")
+
+
+def test_export_re_targets_exported_weights_to_another_stride(tmp_path, capsys):
+    from memvos.model.factory import FAST_WEIGHTS, load_checkpoint
+
+    fast = tmp_path / "fast.safetensors"
+    assert main(["export", str(FAST_WEIGHTS), str(fast)]) == 0  # a plain copy
+    assert main(["export", str(fast), str(tmp_path / "s8.safetensors"), "--output-stride", "8"]) == 0
+    model16, config16 = load_checkpoint(fast)
+    model8, config8 = load_checkpoint(tmp_path / "s8.safetensors")
+    assert config16.model["output_stride"] == 16 and config8.model["output_stride"] == 8
+    for key, value in model16.state_dict().items():
+        assert torch.equal(model8.state_dict()[key], value), key
+    assert main(["export", str(fast), str(fast)]) == 2
+    _error(capsys, "is also an input")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from memvos.config import PRESET_DIR, config_from_dict
+from memvos.config import config_from_dict
 from memvos.errors import InputError
 from memvos.inference.core import InferenceCore
 from memvos.model.factory import build_model, load_checkpoint, save_checkpoint
