@@ -129,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from memvos.train.trainer import Trainer
 
     if is_reid_config(args.config):  # the re-id projection: a closed-form fit, not an SGD stage
-        reid = load_reid_config(args.config)
+        reid = load_reid_config(args.config, args.data_root)
         if args.out:
             reid = dataclasses.replace(reid, out=args.out)
         path, stats = train_reid(reid)
@@ -139,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"other regions {stats['sim_far1']:.2f} (same object above it: {stats['tpr_far1']:.0%}), by 10% "
               f"{stats['sim_far10']:.2f} ({stats['tpr_far10']:.0%}); same-object median {stats['sim_same_median']:.2f}")
         return 0
-    config = load_train_config(args.config)
+    config = load_train_config(args.config, args.data_root)
     if args.init:
         config = dataclasses.replace(config, init=args.init)
     trainer = Trainer(config, resume=args.resume, out=args.out)
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", required=True, metavar="FILE", help="training YAML, e.g. configs/train/stage0-static.yaml")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.add_argument("--out", help="output folder (default: the config's `out`)")
+    tr.add_argument("--data-root", metavar="DIR",
+                    help="folder that $DATA_ROOT in the YAML's data paths names (default: $MEMVOS_DATA_ROOT)")
     tr.add_argument("--init", metavar="WEIGHTS", help="start from these weights (default: the config's `init`)")
     tr.set_defaults(func=_cmd_train)
 

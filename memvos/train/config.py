@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,28 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+DATA_ROOT_TOKEN = "$DATA_ROOT"  # in training YAMLs: the folder given by --data-root (or MEMVOS_DATA_ROOT)
+DATA_ROOT_ENV = "MEMVOS_DATA_ROOT"
+
+
+def read_yaml_text(path: Path, data_root: str | Path | None = None) -> str:
+    """A training YAML's text with ``$DATA_ROOT`` replaced by ``data_root`` (default: the
+    ``MEMVOS_DATA_ROOT`` environment variable); an error if it is needed and not given."""
+    text = path.read_text()
+    if DATA_ROOT_TOKEN not in text:
+        return text
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    if not root:
+        raise ValueError(f"its data paths start with {DATA_ROOT_TOKEN}: pass --data-root DIR "
+                         f"(the folder holding davis2016-train/, static/...) or set {DATA_ROOT_ENV}")
+    return text.replace(DATA_ROOT_TOKEN, str(Path(root)))
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...] = (), data_root: str | Path | None = None) -> dict[str, Any]:
     """A training YAML as a mapping, with its ``base:`` file (relative to it) merged under it."""
     if not path.is_file():
         raise InputError(path, "training config not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yaml.safe_load(read_yaml_text(path, data_root)) or {}
     if not isinstance(data, dict):
         raise TypeError("a training config must be a mapping (model, init, out, data, train, validate)")
     base = data.pop("base", None)
@@ -139,17 +157,17 @@ def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (path.parent / str(base)).resolve()
     if base_path in seen:
         raise ValueError(f"base files form a loop through {base_path.name}")
-    return deep_merge(_read_mapping(base_path, (*seen, path.resolve())), data)
+    return deep_merge(_read_mapping(base_path, (*seen, path.resolve()), data_root), data)
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
+def load_train_config(path: str | Path, data_root: str | Path | None = None) -> TrainConfig:
     """A training YAML file -> ``TrainConfig`` (one-line error naming the file on bad input). A file
     may name a ``base:`` file (relative path) and set only what differs from it (an ablation)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "training config not found")
     try:
-        return train_config_from_dict(_read_mapping(path), name=path.stem)
+        return train_config_from_dict(_read_mapping(path, data_root=data_root), name=path.stem)
     except yaml.YAMLError as err:
         raise InputError(path, f"invalid YAML ({' '.join(str(err).split())})") from None
     except (TypeError, ValueError) as err:

@@ -33,6 +33,7 @@ from memvos.data.masks import read_mask
 from memvos.errors import InputError
 from memvos.inference.core import processing_size
 from memvos.inference.reid import EMBED_DIM, Projection, region_descriptor, reid_inputs, save_projection
+from memvos.train.config import DATA_ROOT_TOKEN, read_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,12 @@ class ReidTrainConfig:
     dim: int = EMBED_DIM
 
 
-def load_reid_config(path: str | Path) -> ReidTrainConfig:
-    """The YAML (``data.kind: reid``) -> config; one-line error naming the file on bad input."""
+def load_reid_config(path: str | Path, data_root: str | Path | None = None) -> ReidTrainConfig:
+    """The YAML (``data.kind: reid``) -> config; one-line error naming the file on bad input.
+    ``$DATA_ROOT`` in it is replaced by ``data_root`` (see ``memvos.train.config.read_yaml_text``)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(read_yaml_text(path, data_root)) or {}
         data = dict(raw.get("data") or {})
         if data.pop("kind", None) != "reid":
             raise ValueError("not a re-id training config (data.kind: reid)")
@@ -75,7 +77,7 @@ def load_reid_config(path: str | Path) -> ReidTrainConfig:
 
 def is_reid_config(path: str | Path) -> bool:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text().replace(DATA_ROOT_TOKEN, "data")) or {}
         return isinstance(raw, dict) and (raw.get("data") or {}).get("kind") == "reid"
     except (OSError, yaml.YAMLError, AttributeError):
         return False

@@ -428,7 +428,8 @@ def _tensorboard(out: Path):
 def export_checkpoint(checkpoint: str | Path, out: str | Path, output_stride: int | None = None) -> MemvosConfig:
     """A training checkpoint (``.pt``) or exported weights (``.safetensors``) -> fp16 safetensors with
     its config (what ``--checkpoint`` loads). ``output_stride`` (frozen-key networks) re-targets the
-    same weights to keys at stride 8 or 16: the parameters do not depend on the stride."""
+    same weights to keys at stride 8 or 16: the parameters do not depend on the stride; the KMN
+    kernel's width in cells is scaled so that it stays the same in pixels."""
     path = Path(checkpoint)
     check_output(out, "file", inputs=(path,))
     if path.suffix == ".safetensors":
@@ -442,7 +443,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, output_stride: in
         if output_stride is not None:
             if config.model_type != "frozen-key-stm" or output_stride not in (8, 16):
                 raise ValueError(f"--output-stride takes 8 or 16 for a frozen-key network (this is {config.model_type})")
-            config = dataclasses.replace(config, model={**config.model, "output_stride": output_stride})
+            old = int(config.model.get("output_stride", 8))
+            read = dataclasses.replace(config.read, sigma=config.read.sigma * old / output_stride)  # same width in pixels
+            config = dataclasses.replace(config, model={**config.model, "output_stride": output_stride}, read=read)
     except (KeyError, TypeError, RuntimeError, OSError, ValueError) as err:
         raise InputError(path, f"cannot export: {err}") from None
     model = build_model(config, pretrained=False)

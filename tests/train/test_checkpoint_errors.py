@@ -54,6 +54,7 @@ def test_export_re_targets_exported_weights_to_another_stride(tmp_path, capsys):
     model16, config16 = load_checkpoint(fast)
     model8, config8 = load_checkpoint(tmp_path / "s8.safetensors")
     assert config16.model["output_stride"] == 16 and config8.model["output_stride"] == 8
+    assert config8.read.sigma == 2 * config16.read.sigma  # the same kernel width in pixels
     for key, value in model16.state_dict().items():
         assert torch.equal(model8.state_dict()[key], value), key
     assert main(["export", str(fast), str(fast)]) == 2

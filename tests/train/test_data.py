@@ -85,8 +85,8 @@ def test_shipped_training_configs_parse():
     from memvos.train.reid import is_reid_config, load_reid_config
 
     files = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"))
-    stages = {p.stem: load_train_config(p) for p in files if not is_reid_config(p)}
-    reid = {p.stem: load_reid_config(p) for p in files if is_reid_config(p)}
+    stages = {p.stem: load_train_config(p, "/data") for p in files if not is_reid_config(p)}
+    reid = {p.stem: load_reid_config(p, "/data") for p in files if is_reid_config(p)}
     assert reid["reid-lite0"].exclude_last == 6  # the re-id projection never sees the held-out six
     assert {"stage0-static", "stage0-static-hns", "stage2-davis"} <= set(stages)
     assert stages["stage0-static"].data.kind == "static" and not stages["stage0-static"].data.hide_and_seek

@@ -61,13 +61,13 @@ def _run(model, config, frames, mask) -> list[torch.Tensor]:
 
 
 def test_ablation_rows_share_a_recipe_and_start_from_the_shipped_model():
-    stage2 = load_train_config(REPO / "configs" / "train" / "stage2-davis.yaml")
+    stage2 = load_train_config(REPO / "configs" / "train" / "stage2-davis.yaml", "DATA")
     shipped = load_checkpoint(REPO / "memvos/weights/memvos-default.safetensors")
     frames, mask = _frames()
     expected = _run(*shipped, frames, mask)
-    base = load_train_config(REPO / "configs" / "train" / "lgdk-ablation-base.yaml")
+    base = load_train_config(REPO / "configs" / "train" / "lgdk-ablation-base.yaml", "DATA")
     for name, switches in ROWS.items():
-        cfg = load_train_config(REPO / "configs" / "train" / f"{name}.yaml")
+        cfg = load_train_config(REPO / "configs" / "train" / f"{name}.yaml", "DATA")
         assert cfg.init == "memvos/weights/memvos-default.safetensors" and cfg.out == f"runs/{name}"
         assert cfg.train == base.train, name  # the same budget and optimiser for every row
         assert cfg.data == stage2.data and cfg.validate == replace(stage2.validate, every=base.validate.every), name

@@ -37,3 +37,24 @@ def test_a_missing_or_looping_base_is_a_one_line_error(tmp_path):
     write_yaml(tmp_path / "c.yaml", {"base": "missing.yaml"})
     with pytest.raises(InputError, match="missing.yaml: training config not found"):
         load_train_config(tmp_path / "c.yaml")
+
+
+def test_data_paths_come_from_the_data_root_option(tmp_path, monkeypatch):
+    data = tiny_config(tmp_path)
+    data["data"]["roots"] = ["$DATA_ROOT/static/ecssd", "$DATA_ROOT/static/coco"]
+    path = write_yaml(tmp_path / "stage.yaml", data)
+    monkeypatch.delenv("MEMVOS_DATA_ROOT", raising=False)
+    with pytest.raises(InputError, match=r"stage\.yaml: .*pass --data-root DIR"):
+        load_train_config(path)
+    assert load_train_config(path, "/mnt/data").data.roots == ["/mnt/data/static/ecssd", "/mnt/data/static/coco"]
+    monkeypatch.setenv("MEMVOS_DATA_ROOT", "/env/data")
+    assert load_train_config(path).data.roots[0] == "/env/data/static/ecssd"
+
+
+def test_every_shipped_recipe_reads_its_data_from_the_data_root():
+    from pathlib import Path
+
+    for path in (Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"):
+        settings = [line.split("#")[0] for line in path.read_text().splitlines()]
+        assert not any("../shared" in line for line in settings), path.name
+        assert any("$DATA_ROOT" in line or line.startswith("base:") for line in settings), path.name
