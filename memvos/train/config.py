@@ -33,6 +33,8 @@ class DataSpec:
     feature_cache: str | None = None  # folder: make clips from cached backbone features (memvos.train.feature_cache)
     cache_short_side: int = 384  # feature cache: images and frames resized to this short side
     scale: bool = True  # feature cache, video: scale clips by up to 1.25 (else aligned crops only)
+    static_roots: list[str] = field(default_factory=list)  # feature cache, video: static images mixed in ...
+    static_fraction: float = 0.0  # ... as this share of the clips
 
 
 @dataclass

@@ -271,6 +271,33 @@ class CachedVideoClips:
         return m
 
 
+class MixedClips:
+    """Video clips, with a share ``static_fraction`` of STM's synthetic static clips mixed in: the
+    static images keep the decoder general while it learns from the few real videos."""
+
+    def __init__(self, video: CachedVideoClips, static: CachedStaticClips, static_fraction: float) -> None:
+        if not 0.0 <= static_fraction <= 1.0:
+            raise ValueError(f"static_fraction must be in [0, 1], got {static_fraction!r}")
+        self.video, self.static, self.fraction = video, static, static_fraction
+        self.cache = video.cache
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    @property
+    def sequences(self) -> list:
+        return self.video.sequences
+
+    def items(self) -> list[tuple[Path, Path]]:
+        return self.video.items() + self.static.items()
+
+    def sample(self, seed: int, number: int, iteration: int, total: int) -> FeatureSample:
+        """Sample ``number`` is static or video by its own random stream (resumable, like the rest)."""
+        if np.random.default_rng([seed, number, 13]).random() < self.fraction:
+            return self.static.sample(seed, number, iteration, total)
+        return self.video.sample(seed, number, iteration, total)
+
+
 def collate_features(samples: list[FeatureSample], max_objects: int
                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """-> f4 (B, T, C4, ...), f8 (B, T, C8, ...), f16 (B, T, Ck, ...), labels (B, T, S, S), num_objects (B,)."""

@@ -48,7 +48,13 @@ from memvos.train.data import (
     skip_curriculum,
     with_interaction,
 )
-from memvos.train.feature_cache import CachedStaticClips, CachedVideoClips, FeatureCache, collate_features
+from memvos.train.feature_cache import (
+    CachedStaticClips,
+    CachedVideoClips,
+    FeatureCache,
+    MixedClips,
+    collate_features,
+)
 from memvos.train.loss import bootstrap_fraction, clip_loss
 from memvos.train.splits import excluded_names
 from memvos.train.validate import validate, validation_sequences
@@ -116,7 +122,10 @@ def build_dataset(cfg: TrainConfig, model: nn.Module | None = None):
         cache = FeatureCache(model.backbone, f"{c.backbone}-s{c.output_stride}", d.feature_cache, d.cache_short_side)
         if d.kind == "static":
             return CachedStaticClips(d.roots, aug, cache, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max)
-        return CachedVideoClips(d.roots, aug, cache, exclude=exclude, skip=d.skip, scale=d.scale)
+        video = CachedVideoClips(d.roots, aug, cache, exclude=exclude, skip=d.skip, scale=d.scale)
+        if d.static_roots and d.static_fraction > 0:
+            return MixedClips(video, CachedStaticClips(d.static_roots, aug, cache, hide_and_seek=False), d.static_fraction)
+        return video
     if d.kind == "static":
         return StaticClips(d.roots, aug, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max, hide_fill=d.hide_fill)
     names = None

@@ -17,6 +17,7 @@ from memvos.train.feature_cache import (
     CachedStaticClips,
     CachedVideoClips,
     FeatureCache,
+    MixedClips,
     cached_size,
     collate_features,
     hide_cells,
@@ -144,3 +145,24 @@ def test_exclude_split_leaves_the_validation_sequences_out(tmp_path):
     data["data"]["exclude_split"] = "nope"
     with pytest.raises(ValueError, match="exclude_split"):
         train_config_from_dict(data)
+
+
+def test_mixed_clips_take_the_static_share_deterministically(tmp_path, backbone):
+    aug = ClipAugment(crop=64, max_objects=2, min_object_pixels=20)
+    cache = FeatureCache(backbone, "lite0-s16", tmp_path / "cache", short_side=64)
+    static = CachedStaticClips([make_static_root(tmp_path / "static")], aug, cache)
+    video = CachedVideoClips([make_davis_root(tmp_path / "davis")], aug, cache)
+    with pytest.raises(ValueError):
+        MixedClips(video, static, 1.5)
+    mixed = MixedClips(video, static, 0.5)
+    assert len(mixed.items()) == len(video.items()) + len(static.items())
+    kinds = []
+    for n in range(40):
+        sample = mixed.sample(2, n, 0, 10)
+        from_static = np.random.default_rng([2, n, 13]).random() < 0.5
+        expected = (static if from_static else video).sample(2, n, 0, 10)
+        assert torch.equal(sample.labels, expected.labels)
+        kinds.append(from_static)
+    assert 10 < sum(kinds) < 30  # about half
+    only_video = MixedClips(video, static, 0.0)
+    assert all(torch.equal(only_video.sample(2, n, 0, 10).labels, video.sample(2, n, 0, 10).labels) for n in range(5))
