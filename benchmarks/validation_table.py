@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +19,7 @@ def main() -> None:
     runs = []
     for arg in sys.argv[1:]:
         name, _, path = arg.partition("=")
-        data = json.loads(open(path).read())
+        data = json.loads(Path(path).read_text())
         runs.append((name, {(r["dataset"], r["sequence"]): r for r in data["rows"]}))
     print("| sequence | kind | " + " | ".join(name for name, _ in runs) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in runs) + " |")

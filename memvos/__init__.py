@@ -7,7 +7,8 @@ The whole job in one call::
 
 or frame by frame with the streaming engine::
 
-    model, config = memvos.load_model(frame_size=(480, 854))  # the model `memvos segment` picks
+    model, config = memvos.load_model(frame_size=(480, 854))  # the model `memvos segment` picks;
+                                                              # pass the size: small frames get stride 8
     core = memvos.InferenceCore(model, config.inference)
     for t, frame in enumerate(memvos.open_frames("clip.mp4")):
         labels = core.labels(core.step(frame, masks.get(t)))

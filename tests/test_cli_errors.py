@@ -29,10 +29,6 @@ def files(tmp_path_factory):
     return root
 
 
-def _error(capsys, fragment: str) -> None:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("memvos: error: ") and fragment in err, err
-
 
 def _segment(files, *extra: str) -> int:
     return main(["segment", str(files / "frames"), "--mask", str(files / "first.png"), "--out",
@@ -44,9 +40,9 @@ def _segment(files, *extra: str) -> int:
     ("text.pt", "not a safetensors checkpoint"),
     ("missing.safetensors", "checkpoint file not found"),
 ])
-def test_segment_with_a_bad_checkpoint(files, capsys, name, fragment):
+def test_segment_with_a_bad_checkpoint(files, one_line_error, name, fragment):
     assert _segment(files, "--checkpoint", str(files / name)) == 2
-    _error(capsys, fragment)
+    one_line_error(fragment)
     assert not (files / "out").exists()
 
 
@@ -55,16 +51,16 @@ def test_segment_with_a_bad_checkpoint(files, capsys, name, fragment):
     ("cuda", "no CUDA GPU is available"),
     ("mps", "memvos runs on cpu or cuda"),
 ])
-def test_segment_with_a_device_it_cannot_use(files, capsys, device, fragment):
+def test_segment_with_a_device_it_cannot_use(files, one_line_error, device, fragment):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     assert _segment(files, "--device", device) == 2
-    _error(capsys, fragment)
+    one_line_error(fragment)
 
 
-def test_segment_with_absurd_scales(files, capsys):
+def test_segment_with_absurd_scales(files, one_line_error):
     assert _segment(files, "--scales", "100000") == 2
-    _error(capsys, "from 32 to 4096 pixels")
+    one_line_error("from 32 to 4096 pixels")
 
 
 def test_a_colour_mask_reports_its_mapping_once_on_its_own_line(files, tmp_path, capsys):

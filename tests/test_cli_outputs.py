@@ -45,45 +45,40 @@ def _segment(root: Path, *extra: str) -> int:
                  "--config", "training-free-lite0-fast", *extra])
 
 
-def _one_line_error(capsys, fragment: str) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("memvos: error: ") and fragment in err, err
-    return err
-
 
 @pytest.mark.parametrize("make, out, fragment", [
     (lambda d: (d / "file.txt").write_text("x"), "file.txt", "exists and is not a folder"),
     (lambda d: (d / "file.txt").write_text("x"), "file.txt/masks", "is a file, not a folder"),
     (lambda d: None, "/sys/memvos-not-writable/masks", "cannot write in"),
 ])
-def test_segment_refuses_an_output_folder_it_cannot_write(clip_root, tmp_path, capsys, make, out, fragment):
+def test_segment_refuses_an_output_folder_it_cannot_write(clip_root, tmp_path, one_line_error, make, out, fragment):
     make(tmp_path)
     target = out if out.startswith("/") else str(tmp_path / out)
     if target.startswith("/sys") and _writable(Path("/sys")):
         pytest.skip("/sys is writable here: no unwritable folder to test with")
     assert _segment(clip_root, "--out", target) == 2
-    _one_line_error(capsys, fragment)
+    one_line_error(fragment)
 
 
-def test_segment_refuses_a_non_empty_folder_unless_overwrite_which_replaces_it(clip_root, tmp_path, capsys):
+def test_segment_refuses_a_non_empty_folder_unless_overwrite_which_replaces_it(clip_root, tmp_path, one_line_error):
     out = tmp_path / "masks"
     out.mkdir()
     (out / "old-result.png").write_bytes(b"old")
     assert _segment(clip_root, "--out", str(out)) == 2
-    _one_line_error(capsys, "--overwrite")
+    one_line_error("--overwrite")
     assert (out / "old-result.png").is_file()  # untouched
     assert _segment(clip_root, "--out", str(out), "--overwrite") == 0
     assert sorted(p.name for p in out.iterdir()) == [f"{t:05d}.png" for t in range(4)]  # no stale file left
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_segment_refuses_an_overlay_that_is_a_folder_or_the_input(clip_root, tmp_path, capsys):
+def test_segment_refuses_an_overlay_that_is_a_folder_or_the_input(clip_root, tmp_path, one_line_error):
     (tmp_path / "folder.mp4").mkdir()
     assert _segment(clip_root, "--out", str(tmp_path / "a"), "--overlay", str(tmp_path / "folder.mp4")) == 2
-    _one_line_error(capsys, "is a folder")
+    one_line_error("is a folder")
     before = (clip_root / "in.mp4").read_bytes()
     assert _segment(clip_root, "--out", str(tmp_path / "b"), "--overlay", str(clip_root / "in.mp4")) == 2
-    _one_line_error(capsys, "is also an input")
+    one_line_error("is also an input")
     assert (clip_root / "in.mp4").read_bytes() == before
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -103,7 +98,7 @@ def test_a_killed_runs_partial_output_is_removed_by_the_next_run(clip_root, tmp_
     assert remove_stale_partials(tmp_path / "masks") == []
 
 
-def test_eval_refuses_unwritable_reports_and_zero_workers(tmp_path, capsys):
+def test_eval_refuses_unwritable_reports_and_zero_workers(tmp_path, one_line_error):
     gt, pred = tmp_path / "gt" / "clip", tmp_path / "pred" / "clip"
     for t in range(3):
         write_palette_png(gt / f"{t:05d}.png", np.ones((8, 8), np.uint8))
@@ -111,13 +106,13 @@ def test_eval_refuses_unwritable_reports_and_zero_workers(tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     base = ["eval", str(tmp_path / "gt"), str(tmp_path / "pred")]
     assert main([*base, "--json", str(tmp_path / "file.txt" / "r.json")]) == 2
-    _one_line_error(capsys, "is a file, not a folder")
+    one_line_error("is a file, not a folder")
     assert main([*base, "--csv", str(tmp_path / "file.txt")]) == 2
-    _one_line_error(capsys, "exists and is not a folder")
+    one_line_error("exists and is not a folder")
     assert main([*base, "--json", str(tmp_path)]) == 2
-    _one_line_error(capsys, "is a folder")
+    one_line_error("is a folder")
     assert main([*base, "--workers", "0"]) == 2
-    _one_line_error(capsys, "--workers must be at least 1")
+    one_line_error("--workers must be at least 1")
 
 
 def test_check_output_accepts_new_paths_and_writable_folders(tmp_path):

@@ -68,7 +68,7 @@ def test_default_model_depends_on_the_frame_size():
     assert default_model_source((1080, 1920)) == str(FAST_WEIGHTS)  # processed downsized to 480p
     assert default_model_source((FAST_MIN_SHORT_SIDE - 1, 854)) == str(DEFAULT_WEIGHTS)
     assert default_model_source((854, 360)) == str(DEFAULT_WEIGHTS)  # portrait: the short side counts
-    assert default_model_source(None) == str(DEFAULT_WEIGHTS)  # size unknown: the one that fits every size
+    assert default_model_source(None) == str(FAST_WEIGHTS)  # size unknown: what `memvos segment` runs at 480p
     model, cfg = load_model(None, frame_size=(720, 1280))
     assert model.config.output_stride == 16 and cfg.name == load_checkpoint(FAST_WEIGHTS)[1].name
     assert load_model("frozen-key-lite0")[1].model["output_stride"] == 8

@@ -122,10 +122,11 @@ def shipped_weights(preset: str) -> Path | None:
 
 def default_model_source(frame_size: tuple[int, int] | None = None) -> str:
     """The best model the project ships for frames of ``frame_size`` (H, W): the stride-16
-    network for frames of 480p and more (``FAST_MIN_SHORT_SIDE``), else, or when the size is
-    unknown, the stride-8 one; the training-free preset when no trained weights ship."""
+    network for frames of 480p and more (``FAST_MIN_SHORT_SIDE``), and when the size is unknown
+    (most videos are 480p or more: the same model ``memvos segment`` runs on them); the stride-8
+    one for smaller frames; the training-free preset when no trained weights ship."""
     fast = shipped_weights("frozen-key-lite0-fast")
-    if frame_size is not None and min(frame_size) >= FAST_MIN_SHORT_SIDE and fast is not None:
+    if (frame_size is None or min(frame_size) >= FAST_MIN_SHORT_SIDE) and fast is not None:
         return str(fast)
     return str(shipped_weights("frozen-key-lite0") or DEFAULT_TRAINING_FREE)
 

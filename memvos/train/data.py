@@ -90,21 +90,27 @@ def to_sample(clip: TrainingClip) -> Sample:
     return Sample(frames, torch.from_numpy(labels), len(ids))
 
 
+def image_mask_pairs(roots: list[str | Path]) -> list[tuple[Path, Path]]:
+    """(image, mask) files of folders holding ``images/`` and ``masks/`` (``NAME.png`` masks with
+    the images' stems); a one-line error when a folder is not laid out so or nothing pairs up."""
+    pairs: list[tuple[Path, Path]] = []
+    for root in map(Path, roots):
+        images, masks = root / "images", root / "masks"
+        if not images.is_dir() or not masks.is_dir():
+            raise InputError(root, "a static-image root needs images/ and masks/ folders")
+        by_stem = {p.stem: p for p in masks.glob("*.png")}
+        pairs += [(img, by_stem[img.stem]) for img in list_images(images) if img.stem in by_stem]
+    if not pairs:
+        raise InputError(Path(roots[0]) if roots else None, "no image/mask pairs found")
+    return pairs
+
+
 class StaticClips:
-    """Image/mask pairs from folders holding ``images/`` and ``masks/`` (same stems), or
-    folders where masks sit beside images as ``NAME.png`` in ``masks``."""
+    """Synthetic clips from image/mask pairs (``image_mask_pairs``)."""
 
     def __init__(self, roots: list[str | Path], aug: ClipAugment, hide_and_seek: bool = True,
                  hide_max: float = 0.5, hide_fill: str = "image") -> None:
-        self.pairs: list[tuple[Path, Path]] = []
-        for root in map(Path, roots):
-            images, masks = root / "images", root / "masks"
-            if not images.is_dir() or not masks.is_dir():
-                raise InputError(root, "a static-image root needs images/ and masks/ folders")
-            by_stem = {p.stem: p for p in masks.glob("*.png")}
-            self.pairs += [(img, by_stem[img.stem]) for img in list_images(images) if img.stem in by_stem]
-        if not self.pairs:
-            raise InputError(Path(roots[0]) if roots else None, "no image/mask pairs found")
+        self.pairs = image_mask_pairs(roots)
         if hide_fill not in ("image", "mean"):
             raise ValueError(f"hide_fill must be 'image' or 'mean', got {hide_fill!r}")
         self.aug, self.hide_and_seek, self.hide_max, self.hide_fill = aug, hide_and_seek, hide_max, hide_fill

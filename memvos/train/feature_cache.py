@@ -28,11 +28,11 @@ from torch import Tensor, nn
 
 from memvos.data.atomic import atomic_path
 from memvos.data.datasets import open_dataset
-from memvos.data.frames import list_images, read_rgb
+from memvos.data.frames import read_rgb
 from memvos.data.masks import object_ids, read_mask
 from memvos.data.static_clips import ClipAugment, hide_probability, pick_objects, random_affine
 from memvos.errors import InputError
-from memvos.train.data import VideoClips, item_for, sample_rng, skip_curriculum
+from memvos.train.data import VideoClips, image_mask_pairs, item_for, sample_rng, skip_curriculum
 
 GRID = 16  # the coarsest feature stride: cached sizes and aligned crops are multiples of it
 
@@ -167,15 +167,7 @@ class CachedStaticClips:
 
     def __init__(self, roots: list[str | Path], aug: ClipAugment, cache: FeatureCache,
                  hide_and_seek: bool = False, hide_max: float = 0.5) -> None:
-        self.pairs: list[tuple[Path, Path]] = []
-        for root in map(Path, roots):
-            images, masks = root / "images", root / "masks"
-            if not images.is_dir() or not masks.is_dir():
-                raise InputError(root, "a static-image root needs images/ and masks/ folders")
-            by_stem = {p.stem: p for p in masks.glob("*.png")}
-            self.pairs += [(img, by_stem[img.stem]) for img in list_images(images) if img.stem in by_stem]
-        if not self.pairs:
-            raise InputError(Path(roots[0]) if roots else None, "no image/mask pairs found")
+        self.pairs = image_mask_pairs(roots)
         self.aug, self.cache, self.hide_and_seek, self.hide_max = aug, cache, hide_and_seek, hide_max
 
     def __len__(self) -> int:

@@ -19,33 +19,29 @@ def files(tmp_path_factory):
     return root
 
 
-def _error(capsys, fragment: str) -> None:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("memvos: error: ") and fragment in err, err
-
 
 @pytest.mark.parametrize("name", ["truncated.pt", "text.pt"])
-def test_export_and_train_init_and_resume_with_a_broken_checkpoint(files, tmp_path, capsys, name):
+def test_export_and_train_init_and_resume_with_a_broken_checkpoint(files, tmp_path, one_line_error, name):
     assert main(["export", str(files / name), str(tmp_path / "w.safetensors")]) == 2
-    _error(capsys, "not a readable training checkpoint")
+    one_line_error("not a readable training checkpoint")
     assert not (tmp_path / "w.safetensors").exists()
     config = write_yaml(tmp_path / "t.yaml", tiny_config(tmp_path))
     assert main(["train", "--config", str(config), "--init", str(files / name)]) == 2
-    _error(capsys, "not a readable training checkpoint")
+    one_line_error("not a readable training checkpoint")
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
     (out / "last.pt").write_bytes((files / name).read_bytes())
     assert main(["train", "--config", str(config), "--resume", "--out", str(out)]) == 2
-    _error(capsys, "not a readable training checkpoint")
+    one_line_error("not a readable training checkpoint")
 
 
-def test_export_of_a_pt_file_that_is_not_a_memvos_checkpoint(files, tmp_path, capsys):
+def test_export_of_a_pt_file_that_is_not_a_memvos_checkpoint(files, tmp_path, one_line_error):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     assert main(["export", str(tmp_path / "list.pt"), str(tmp_path / "w.safetensors")]) == 2
-    _error(capsys, "not a memvos training checkpoint")
+    one_line_error("not a memvos training checkpoint")
 
 
-def test_export_re_targets_exported_weights_to_another_stride(tmp_path, capsys):
+def test_export_re_targets_exported_weights_to_another_stride(tmp_path, one_line_error):
     from memvos.model.factory import FAST_WEIGHTS, load_checkpoint
 
     fast = tmp_path / "fast.safetensors"
@@ -58,4 +54,4 @@ def test_export_re_targets_exported_weights_to_another_stride(tmp_path, capsys):
     for key, value in model16.state_dict().items():
         assert torch.equal(model8.state_dict()[key], value), key
     assert main(["export", str(fast), str(fast)]) == 2
-    _error(capsys, "is also an input")
+    one_line_error("is also an input")
