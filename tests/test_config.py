@@ -102,3 +102,20 @@ def test_bad_checkpoint_files(tmp_path):
         load_checkpoint(junk)
     with pytest.raises(InputError, match="not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_runs_with_what_the_package_ships(name):
+    """`memvos segment --config NAME` needs nothing but the installed package (weights included)."""
+    import numpy as np
+
+    from memvos.inference.core import InferenceCore
+
+    model, config = load_model(name)
+    core = InferenceCore(model, config.inference)
+    frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[16:48, 24:72] = 1
+    core.step(frame, mask)
+    probs = core.step(frame)
+    assert probs.shape == (2, 64, 96) and torch.allclose(probs.sum(0), torch.ones(64, 96), atol=1e-3)
