@@ -184,7 +184,7 @@ class VideoClips:
             if ids:
                 break
         chosen = [int(i) for i in rng.permutation(ids)[: self.aug.max_objects]]
-        labels = [_renumber(lab, {new: old for new, old in enumerate(chosen, start=1)}) for lab in labels]
+        labels = [renumber(lab, {new: old for new, old in enumerate(chosen, start=1)}) for lab in labels]
         frames = [seq.frames[seq.frames.names.index(names[i])] for i in picks]
         return to_sample(self._crop(frames, labels, rng))
 
@@ -227,7 +227,8 @@ class VideoClips:
         return TrainingClip(np.stack(out_f), np.stack(out_l), np.zeros((len(out_f), grid, grid), bool))
 
 
-def _renumber(labels: np.ndarray, new_to_old: dict[int, int]) -> np.ndarray:
+def renumber(labels: np.ndarray, new_to_old: dict[int, int]) -> np.ndarray:
+    """A label map with object ``old`` renamed ``new`` for each pair; every other id becomes background."""
     out = np.zeros(labels.shape, np.uint8)
     for new, old in new_to_old.items():
         out[labels == old] = new

@@ -32,7 +32,7 @@ from memvos.data.frames import read_rgb
 from memvos.data.masks import object_ids, read_mask
 from memvos.data.static_clips import ClipAugment, hide_probability, pick_objects, random_affine
 from memvos.errors import InputError
-from memvos.train.data import VideoClips, image_mask_pairs, item_for, sample_rng, skip_curriculum
+from memvos.train.data import VideoClips, image_mask_pairs, item_for, renumber, sample_rng, skip_curriculum
 
 GRID = 16  # the coarsest feature stride: cached sizes and aligned crops are multiples of it
 
@@ -146,11 +146,8 @@ def _renumber_first(labels: list[np.ndarray], max_objects: int, min_pixels: int,
     in every frame; others become background. -> (T, S, S) int64, K."""
     ids = [i for i in object_ids(labels[0]) if np.count_nonzero(labels[0] == i) >= min_pixels]
     chosen = [int(i) for i in rng.permutation(ids)[:max_objects]] if ids else []
-    out = np.zeros((len(labels), *labels[0].shape), np.int64)
-    for new, old in enumerate(chosen, start=1):
-        for t, lab in enumerate(labels):
-            out[t][lab == old] = new
-    return out, len(chosen)
+    new_to_old = dict(enumerate(chosen, start=1))
+    return np.stack([renumber(lab, new_to_old) for lab in labels]).astype(np.int64), len(chosen)
 
 
 def _sample(features: list[list[Tensor]], labels: list[np.ndarray], aug: ClipAugment,

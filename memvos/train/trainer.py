@@ -35,6 +35,7 @@ from memvos.data.datasets import open_dataset
 from memvos.data.static_clips import ClipAugment, hide_probability
 from memvos.errors import InputError
 from memvos.model.factory import build_model, check_device, load_checkpoint, save_checkpoint
+from memvos.model.frozen_key import FrozenKeyConfig
 from memvos.model.memory_read import ReadConfig
 from memvos.train.config import TrainConfig, config_to_dict
 from memvos.train.data import (
@@ -155,11 +156,7 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
     Weights may lack the parameters of modules the model lists in ``optional_weights`` (new
     modules that start as the identity, e.g. the instance-aware head): those keep their
     initialisation, are logged, and the model's ``initialise_missing`` hook sees them."""
-    if path.endswith(".safetensors"):
-        state = load_checkpoint(path)[0].state_dict()
-    else:
-        state = read_training_state(path)["model"]
-    state = widen_inputs(state, model.state_dict())
+    state = widen_inputs(read_weights(path)[0], model.state_dict())
     missing, unexpected = model.load_state_dict(state, strict=False)
     optional = tuple(getattr(model, "optional_weights", ()))
     fresh = [k for k in missing if optional and k.startswith(optional)]
@@ -188,6 +185,16 @@ def widen_inputs(state: dict[str, torch.Tensor], reference: dict[str, torch.Tens
             wide[:, : old.shape[1]] = old
             out[name] = wide
     return out
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model state and config (as a mapping) of exported weights (``.safetensors``) or of a
+    training checkpoint (``.pt``); one-line errors naming the file."""
+    if str(path).endswith(".safetensors"):
+        model, config = load_checkpoint(path)
+        return model.state_dict(), config.to_dict()
+    state = read_training_state(path)
+    return state["model"], state["memvos_config"]
 
 
 def read_training_state(path: str | Path) -> dict[str, Any]:
@@ -441,18 +448,13 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, output_stride: in
     kernel's width in cells is scaled so that it stays the same in pixels."""
     path = Path(checkpoint)
     check_output(out, "file", inputs=(path,))
-    if path.suffix == ".safetensors":
-        model, config = load_checkpoint(path)
-        state, config_dict = model.state_dict(), config.to_dict()
-    else:
-        training = read_training_state(path)
-        state, config_dict = training["model"], training["memvos_config"]
+    state, config_dict = read_weights(path)
     try:
         config = config_from_dict(config_dict)
         if output_stride is not None:
             if config.model_type != "frozen-key-stm" or output_stride not in (8, 16):
                 raise ValueError(f"--output-stride takes 8 or 16 for a frozen-key network (this is {config.model_type})")
-            old = int(config.model.get("output_stride", 8))
+            old = int(config.model.get("output_stride", FrozenKeyConfig.output_stride))
             read = dataclasses.replace(config.read, sigma=config.read.sigma * old / output_stride)  # same width in pixels
             config = dataclasses.replace(config, model={**config.model, "output_stride": output_stride}, read=read)
     except (KeyError, TypeError, RuntimeError, OSError, ValueError) as err:
