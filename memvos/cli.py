@@ -67,21 +67,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    import dataclasses
     from pathlib import Path
 
     from memvos.data.frames import open_frames
     from memvos.segment import check_segment_outputs, masks_from_folder, segment_video
 
+    if args.mask is None and args.masks is None:
+        return _segment_dataset(args)
+    for flag, value in (("--sequences", args.sequences), ("--split", args.split), ("--shard", args.shard)):
+        if value:
+            raise InputError(None, f"{flag} is for a dataset folder (DAVIS or YouTube-VOS), not with --mask/--masks")
+    if args.threads:
+        _set_threads(args.threads)
     check_segment_outputs(args.input, args.out, args.overlay, args.overwrite)
     frames = open_frames(args.input)
     masks = masks_from_folder(args.masks, frames) if args.masks else {args.mask_frame: Path(args.mask)}
+    models, config = _segment_model(args, args.device, frames.size)
+    stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config,
+                          offline=args.offline, overwrite=args.overwrite)
+    print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
+          + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
+    return 0
+
+
+def _segment_model(args: argparse.Namespace, device: str, frame_size: tuple[int, int]) -> tuple[list, object]:
+    """The models and config `memvos segment` runs with, from its flags, for frames of ``frame_size``."""
+    import dataclasses
+
     scales = parse_scales(args.scales)
-    size = (min(scales),) * 2 if scales else frames.size  # the default model follows the processing size
-    models, config = load_models(args.checkpoint, args.config, args.device, args.backbone_weights, args.precision,
+    size = (min(scales),) * 2 if scales else frame_size  # the default model follows the processing size
+    models, config = load_models(args.checkpoint, args.config, device, args.backbone_weights, args.precision,
                                  frame_size=size)
     override_read(models, mode=args.read)
-    changes = {"device": args.device}
+    changes = {"device": device}
     if scales:
         changes["scales"] = scales
     if args.flip:
@@ -91,11 +109,36 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
         changes["reid"] = config.inference.reid or ReidConfig()
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
-    stats = segment_video(frames, masks, args.out, overlay=args.overlay, models=models, config=config,
-                          offline=args.offline, overwrite=args.overwrite)
-    print(f"wrote {stats['frames']} masks to {args.out}" + (f" and {args.overlay}" if args.overlay else "")
-          + f" ({stats['fps']:.2f} frames/s, config {config.name}, read {models[0].read.config.mode})")
-    return 0
+    return models, config
+
+
+def _segment_dataset(args: argparse.Namespace) -> int:
+    """`memvos segment ROOT --out OUT`: every sequence of a dataset folder (memvos.segment_dataset)."""
+    from memvos.distributed import parse_shard
+    from memvos.segment_dataset import run_dataset
+
+    for flag, value in (("--overlay", args.overlay), ("--offline", args.offline)):
+        if value:
+            raise InputError(None, f"{flag} is for one video: give --mask or --masks with it")
+    parse_scales(args.scales)  # a bad value fails before the dataset is read
+    shard = parse_shard(args.shard)
+    report, merged = run_dataset(args.input, args.out, lambda device, size: _segment_model(args, device, size),
+                                 device=args.device, split=args.split, sequences=args.sequences, shard=shard,
+                                 overwrite=args.overwrite, threads=args.threads)
+    if merged is not None:
+        print(merged.summary() + (f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""))
+        for failure in merged.of("failed"):
+            print(f"  failed: {failure.reason}" if failure.reason.startswith(failure.name)
+                  else f"  failed: {failure.name}: {failure.reason}")
+    return 1 if report.of("failed") or (merged is not None and merged.of("failed")) else 0
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise InputError(None, f"--threads must be at least 1, not {threads}")
+    torch.set_num_threads(threads)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -225,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoint", help="model weights (default: the best model memvos ships)")
     demo.set_defaults(func=_cmd_demo)
 
-    seg = sub.add_parser("segment", help="segment the objects of a video from masks given on some frames")
-    seg.add_argument("input", help="a frame folder or a video file")
-    given = seg.add_mutually_exclusive_group(required=True)
+    seg = sub.add_parser("segment", help="segment the objects of a video (or of every video of a dataset folder) "
+                                          "from masks given on some frames")
+    seg.add_argument("input", help="a frame folder or a video file (with --mask or --masks), or a DAVIS or "
+                                   "YouTube-VOS folder: each sequence from its Annotations, into OUT_DIR/<sequence>/")
+    given = seg.add_mutually_exclusive_group()
     given.add_argument("--mask", help="mask image (palette, binary or RGB) of one frame")
     given.add_argument("--masks", metavar="MASK_DIR", help="folder of masks named like the frames; each is used at its frame")
     seg.add_argument("--mask-frame", type=int, default=0, metavar="K", help="frame of --mask (default 0)")
@@ -251,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--offline", action="store_true",
                      help="re-identification plus bidirectional propagation from re-identified frames "
                           "(several passes; masks are written at the end)")
+    seg.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: all cores, shared "
+                                                               "among the processes of a node under torchrun)")
+    seg.add_argument("--sequences", nargs="+", metavar="SEQ", help="dataset folder: only these sequences")
+    seg.add_argument("--split", metavar="NAME", help="dataset folder: DAVIS ImageSets/<NAME>.txt or YouTube-VOS "
+                                                     "<NAME>/ (default: every sequence folder / the one split there)")
+    seg.add_argument("--shard", metavar="K/N", help="dataset folder: segment part K (0..N-1) of N, for array "
+                                                    "jobs; under torchrun each part is split again across ranks")
     seg.set_defaults(func=_cmd_segment)
 
     ev = sub.add_parser("eval", help="DAVIS J&F of predicted masks against ground truth")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from memvos.config import MemvosConfig
 from memvos.data.atomic import atomic_dir, check_output
 from memvos.data.frames import FrameSource, list_images, open_frames
 from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask, read_mask_info
+from memvos.data.pipeline import BackgroundWriter, prefetch
 from memvos.data.video import VideoWriter
 from memvos.data.writers import render_overlay, write_palette_png
 from memvos.errors import InputError
@@ -24,6 +25,10 @@ from memvos.inference.core import InferenceCore
 from memvos.model.factory import load_model
 
 log = logging.getLogger(__name__)
+
+Annotation = tuple[np.ndarray, "tuple[int, ...] | None"]  # (H, W) labels, the ids they annotate (None: all shown)
+READ_AHEAD = 4  # frames decoded ahead of the network
+WRITE_AHEAD = 8  # results waiting to be written
 
 
 def masks_from_folder(folder: str | Path, frames: FrameSource) -> dict[int, Path]:
@@ -96,16 +101,42 @@ def segment_video(source: str | Path | FrameSource, masks: dict[int, Path], out_
     if offline:
         return _segment_offline(frames, masks, out_dir, overlay, models, config, progress, start, overwrite)
     core = InferenceCore(models, config.inference)
+
+    def given_mask(t: int) -> Annotation | None:
+        return (fit_mask_to_frame(read_mask(masks[t]), frames.size, masks[t]), None) if t in masks else None
+
     with atomic_dir(out_dir, replace=overwrite) as tmp, contextlib.ExitStack() as stack:
         video = stack.enter_context(VideoWriter(overlay, fps)) if overlay else None  # finished first
-        for t, frame in enumerate(tqdm(frames, unit="frame", desc="segmenting", disable=not progress)):
-            mask = fit_mask_to_frame(read_mask(masks[t]), frame.shape[:2], masks[t]) if t in masks else None
-            labels = core.labels(core.step(frame, mask))
-            write_palette_png(tmp / f"{frames.names[t]}.png", labels)
-            if video is not None:
-                video.write(render_overlay(frame, labels))
+        with tqdm(total=len(frames), unit="frame", desc="segmenting", disable=not progress) as bar:
+            propagate_to_files(frames, given_mask, core, tmp, video, on_frame=lambda: bar.update(1))
     seconds = time.perf_counter() - start
     return {"frames": len(frames), "seconds": seconds, "fps": len(frames) / seconds}
+
+
+def propagate_to_files(frames: FrameSource, given: Callable[[int], Annotation | None], core: InferenceCore,
+                       out_dir: Path, video: VideoWriter | None = None,
+                       on_frame: Callable[[], None] | None = None) -> None:
+    """Segment every frame of ``frames`` with ``core`` and write ``out_dir/<frame>.png`` (and the
+    overlay to ``video``). ``given(t)``: frame t's annotation, as (label map, the ids it annotates
+    or None for all it shows), or None. Frames and annotations are read ahead on one thread,
+    results written behind on another (memvos.data.pipeline)."""
+    def read_ahead():
+        for t, frame in enumerate(frames):
+            yield t, frame, given(t)
+
+    with BackgroundWriter(depth=WRITE_AHEAD) as writer:
+        for t, frame, annotation in prefetch(read_ahead(), depth=READ_AHEAD):
+            mask, ids = annotation if annotation is not None else (None, None)
+            labels = core.labels(core.step(frame, mask, object_ids=ids))
+            writer.submit(write_palette_png, out_dir / f"{frames.names[t]}.png", labels)
+            if video is not None:
+                writer.submit(_write_overlay, video, frame, labels)
+            if on_frame is not None:
+                on_frame()
+
+
+def _write_overlay(video: VideoWriter, frame: np.ndarray, labels: np.ndarray) -> None:
+    video.write(render_overlay(frame, labels))
 
 
 def _segment_offline(frames: FrameSource, masks: dict[int, Path], out_dir, overlay, models, config: MemvosConfig,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from natsort import natsorted
 
-from memvos.data.frames import FolderFrames
+from memvos.data.frames import IMAGE_SUFFIXES, FolderFrames
 from memvos.data.masks import fit_mask_to_frame, object_ids, read_mask
 from memvos.errors import InputError
 
@@ -145,9 +145,21 @@ class YouTubeVOSDataset(_Dataset):
         return {int(k): natsorted(v.get("frames", [])) for k, v in objects.items()}
 
 
+def _is_youtube_split(root: Path) -> bool:
+    """``root/JPEGImages/<video>/`` holds images itself (DAVIS has a resolution folder between)."""
+    images = root / "JPEGImages"
+    if not images.is_dir() or not (root / "Annotations").is_dir():
+        return False
+    first = next((d for d in sorted(images.iterdir()) if d.is_dir()), None)
+    return first is not None and any(p.suffix.lower() in IMAGE_SUFFIXES for p in first.iterdir())
+
+
 def open_dataset(root: str | Path, split: str | None = None) -> DavisDataset | YouTubeVOSDataset:
-    """Recognise the layout of ``root``: DAVIS (``JPEGImages/480p``) or YouTube-VOS (``<split>/JPEGImages``)."""
+    """Recognise the layout of ``root``: DAVIS (``JPEGImages/<res>/<seq>``), YouTube-VOS
+    (``<split>/JPEGImages/<video>``) or one YouTube-VOS split folder (``JPEGImages/<video>``)."""
     root = Path(root)
+    if _is_youtube_split(root):  # ROOT is itself a split folder (valid/, train/)
+        return YouTubeVOSDataset(root.parent, root.name)
     if (root / "JPEGImages" / _resolution_folder(root)).is_dir():
         return DavisDataset(root, split=split)
     if split and (root / split / "JPEGImages").is_dir():
