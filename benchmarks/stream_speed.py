@@ -28,8 +28,9 @@ from memvos.inference.core import InferenceCore
 from memvos.model.loading import load_models, parse_scales
 
 
-def stream(n: int, height: int, seed: int = 0):
-    """Yield (frame, mask-or-None) for n frames of size height x (16/9 height)."""
+def stream(n: int, height: int, seed: int = 0, objects: int = 1):
+    """Yield (frame, mask-or-None) for n frames of size height x (16/9 height); with several
+    ``objects`` the shape's first mask is cut into that many vertical slices, one id each."""
     rng = np.random.default_rng(seed)
     h, w = height, round(height * 16 / 9 / 2) * 2
     background = smooth_texture((h, w), rng, scale=h / 8)
@@ -44,7 +45,15 @@ def stream(n: int, height: int, seed: int = 0):
         alpha = cv2.warpAffine(mask, m, (w, h))[..., None]
         rgb = cv2.warpAffine(sprite, m, (w, h)).astype(np.float32)
         frame = (background * (1 - alpha) + rgb * alpha).astype(np.uint8)
-        yield frame, ((alpha[..., 0] >= 0.5).astype(np.uint8) if t == 0 else None)
+        yield frame, (slice_ids(alpha[..., 0] >= 0.5, objects) if t == 0 else None)
+
+
+def slice_ids(mask: np.ndarray, objects: int) -> np.ndarray:
+    """(H, W) bool -> uint8 labels 1..objects, one per vertical slice of the mask's extent."""
+    xs = np.nonzero(mask.any(0))[0]
+    edges = np.linspace(xs[0], xs[-1] + 1, objects + 1)
+    column_id = np.searchsorted(edges, np.arange(mask.shape[1]), side="right").clip(1, objects)
+    return np.where(mask, column_id[None, :], 0).astype(np.uint8)
 
 
 def rss_mb() -> float:
@@ -60,13 +69,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="long enough for the memory to reach its cap")
     parser.add_argument("--height", type=int, default=None, help="default: 480 for fps, 120 for ram")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the labels' copy to the CPU ends each frame)")
+    parser.add_argument("--objects", type=int, default=1, help="objects tracked (the shape cut into slices)")
     parser.add_argument("--scales", help="processing short side(s), e.g. 240 (default: the config's)")
     parser.add_argument("--memory-frames", type=int, help="memory cap (default: the config's)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default: the config's (auto)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     height = args.height or (480 if args.what == "fps" else 120)
-    models, config = load_models(args.checkpoint, args.config, "cpu", precision=args.precision,
+    models, config = load_models(args.checkpoint, args.config, args.device, precision=args.precision,
                                  frame_size=(height, height * 16 // 9))
     inference = config.inference
     if args.scales:
@@ -76,7 +87,7 @@ def main() -> None:
                                                                               max_frames=args.memory_frames))
     core = InferenceCore(models, inference)
     times, rss, full = [], [], []
-    for frame, mask in stream(args.frames, height):
+    for frame, mask in stream(args.frames, height, objects=args.objects):
         start = time.perf_counter()
         core.labels(core.step(frame, mask))
         times.append(time.perf_counter() - start)
@@ -88,7 +99,7 @@ def main() -> None:
     print(f"RESULT {args.what} config={config.name} frames={args.frames} size={frame.shape[1]}x{frame.shape[0]} "
           f"fps={len(steady) / sum(steady):.2f} s/frame={np.mean(steady):.3f} "
           f"fps_full={len(at_cap) / sum(at_cap) if at_cap else float('nan'):.2f} frames_full={len(at_cap)} "
-          f"scales={inference.scales} memory_frames={inference.memory.max_frames} precision={inference.precision} "
+          f"objects={args.objects} device={inference.device} scales={inference.scales} memory_frames={inference.memory.max_frames} precision={inference.precision} "
           f"peak_rss_mb={peak:.0f} "
           f"rss_at_10%={rss[len(rss) // 10]:.0f} rss_at_end={rss[-1]:.0f} threads={torch.get_num_threads()}")
 

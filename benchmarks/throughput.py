@@ -14,6 +14,8 @@ Usage:
    one sequence at a time; only ``core.step`` + ``core.labels`` are timed: the in-loop rate.
 3. ``--rss-single``: the longest sequence alone as a single-video `memvos segment` child, for its
    peak RSS (the dataset run should need no more than it + 200 MB).
+4. ``--per-clip``: the way without dataset mode, one `memvos segment` process per sequence; its
+   rate is frames over the processes' summed wall time.
 Numbers are printed, never asserted.
 """
 
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", help="preset (default: what memvos segment picks)")
     parser.add_argument("--rss-single", action="store_true", help="also the longest sequence alone, for its peak RSS")
+    parser.add_argument("--per-clip", action="store_true", help="also one single-video process per sequence")
     args = parser.parse_args()
     dataset = DavisDataset(args.root)
     names = list(dataset.sequences) if args.all else args.sequences
@@ -105,6 +108,15 @@ def main() -> None:
                                           f"{tmp}/single", "--threads", str(args.threads), *extra], args.threads)
             print(f"RESULT single sequence={longest} frames={frames[longest]} peak_rss_mb={single_rss:.0f} "
                   f"dataset_minus_single_mb={rss - single_rss:.0f}")
+        if args.per_clip:
+            walls = []
+            for name in names:
+                seq = dataset[name]
+                mask = seq.annotations[seq.frames.names[0]]
+                walls.append(run_child(["segment", str(seq.frames.path), "--mask", str(mask), "--out",
+                                        f"{tmp}/clip-{name}", "--threads", str(args.threads), *extra], args.threads)[0])
+            print(f"RESULT per_clip sequences={len(names)} frames={total} process_fps={total / sum(walls):.2f} "
+                  f"ratio_to_loop={total / sum(walls) / loop:.3f}")
 
 
 if __name__ == "__main__":

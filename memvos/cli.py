@@ -253,7 +253,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     serve(args.root or ["."], host=args.host, port=args.port, checkpoint=args.checkpoint,
-          short_side=args.short_side, heartbeat=args.heartbeat, max_upload=int(args.max_upload_mb * (1 << 20)))
+          short_side=args.short_side, heartbeat=args.heartbeat, max_upload=int(args.max_upload_mb * (1 << 20)),
+          allow_hosts=args.allow_host or ())
     return 0
 
 
@@ -353,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder the app may open videos from; repeat for several (default: the current folder)")
     app.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860; 0: any free port)")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    app.add_argument("--allow-host", action="append", metavar="NAME",
+                     help="also answer requests addressed to this host name (e.g. behind a proxy); '*' for any. "
+                          "Default: loopback names, the --host address, and this machine's names when --host is 0.0.0.0")
     app.add_argument("--checkpoint", help="model weights (default: the shipped interactive model)")
     app.add_argument("--short-side", type=int, metavar="PIXELS", help="process frames downsized to this (default 480)")
     app.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from memvos.data.masks import fit_mask_to_frame, read_mask
+from memvos.data.masks import MAX_SIZE_MISMATCH, fit_mask_to_frame, read_mask
 from memvos.data.palette import VOID_ID, davis_palette, palette_bytes
 from memvos.data.scribbles import stroke_width_for
 from memvos.errors import InputError
@@ -93,10 +93,26 @@ def _points(line) -> np.ndarray:
     return np.round(array).astype(np.int32)
 
 
+def check_upload_size(data: bytes, name: str, shape: tuple[int, int], tolerance: float = 0.0) -> None:
+    """Refuse, from the image header alone (before any pixel is decoded), an upload that is not
+    an image or whose size is not the frame's (within ``tolerance``): a small file can announce
+    a huge image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            w, h = image.size
+    except Image.DecompressionBombError as err:
+        raise InputError(name, f"image too large ({err})") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise InputError(name, f"unreadable image ({err})") from None
+    if abs(h - shape[0]) > tolerance * shape[0] or abs(w - shape[1]) > tolerance * shape[1]:
+        raise InputError(name, f"image is {w}x{h}, the video is {shape[1]}x{shape[0]}")
+
+
 def decode_mask_upload(data: bytes, filename: str, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8 labels of an uploaded mask (palette, binary or RGB, as ``read_mask`` reads
     files), fitted to the frame size; errors name the uploaded file."""
     name = Path(filename or "mask.png").name
+    check_upload_size(data, name, shape, tolerance=MAX_SIZE_MISMATCH)
     with tempfile.TemporaryDirectory(prefix="memvos-upload-") as tmp:
         path = Path(tmp) / (name if Path(name).suffix else f"{name}.png")
         path.write_bytes(data)
@@ -110,6 +126,7 @@ def decode_mask_upload(data: bytes, filename: str, shape: tuple[int, int]) -> np
 def decode_stroke_upload(data: bytes, filename: str, shape: tuple[int, int]) -> np.ndarray:
     """bool (H, W) stroke map of an uploaded image: any non-zero (or opaque) pixel is a stroke."""
     name = Path(filename or "strokes.png").name
+    check_upload_size(data, name, shape)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()

@@ -85,9 +85,11 @@ class InteractRequest(BaseModel):
 
 # ---- the app ------------------------------------------------------------------------------------
 def create_app(roots: Roots | Sequence[str | Path], factory: SessionFactory | None = None, *,
-               heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD, max_sessions: int = 8) -> FastAPI:
+               heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD, max_sessions: int = 8,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The FastAPI app serving ``roots``; ``factory(frames)`` makes each InteractiveSession
-    (default: the shipped interactive model, loaded on first use)."""
+    (default: the shipped interactive model, loaded on first use). Requests whose ``Host`` is
+    not in ``allowed_hosts`` (default: this machine's loopback names; ``"*"``: any) are refused."""
     roots = roots if isinstance(roots, Roots) else Roots(list(roots))
     state = AppState(factory or default_factory(), heartbeat=heartbeat, max_sessions=max_sessions)
 
@@ -101,6 +103,7 @@ def create_app(roots: Roots | Sequence[str | Path], factory: SessionFactory | No
     app.state.memvos = state
     app.state.roots = roots
     app.add_middleware(BodyLimit, limit=max_upload)
+    app.add_middleware(HostCheck, allowed=LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts)
     _error_handlers(app)
     _page_routes(app)
     _file_routes(app, roots, state, max_upload, heartbeat)
@@ -362,6 +365,55 @@ async def _event_stream(session: AppSession, request: Request):
         session.watch(-1)
 
 
+# ---- who may call -------------------------------------------------------------------------------
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header without its port: ``[::1]:7860`` -> ``::1``, ``a.b:80`` -> ``a.b``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def hosts_for(bind_host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The ``Host`` names the app answers when listening on ``bind_host``: loopback names, the
+    address itself, and ``extra`` (``--allow-host``). Listening on every interface (0.0.0.0, ::)
+    adds this machine's name and addresses."""
+    hosts = [*LOOPBACK_HOSTS, host_name(bind_host), *(host_name(h) for h in extra)]
+    if bind_host in ("0.0.0.0", "::", ""):
+        name = socket.gethostname()
+        hosts += [name.lower(), socket.getfqdn().lower()]
+        with contextlib.suppress(OSError):
+            hosts += socket.gethostbyname_ex(name)[2]
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests addressed to an allowed host name, so that a web page
+    elsewhere cannot drive the app through the user's browser (DNS rebinding); others get 400."""
+
+    def __init__(self, app, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = {host_name(h) for h in allowed}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.any:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if host_name(header) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": f"host {header!r} is not served here: open the app by the address it "
+                                     f"printed, or start it with --allow-host"}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 # ---- request size ------------------------------------------------------------------------------
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, whether announced by
@@ -440,10 +492,11 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(roots: Sequence[str | Path], host: str = "127.0.0.1", port: int = 7860, checkpoint: str | None = None,
-          short_side: int | None = None, heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD) -> None:
+          short_side: int | None = None, heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD,
+          allow_hosts: Sequence[str] = ()) -> None:
     """Serve the app until interrupted, printing its URL first."""
     app = create_app(Roots(list(roots)), default_factory(checkpoint, short_side), heartbeat=heartbeat,
-                     max_upload=max_upload)
+                     max_upload=max_upload, allowed_hosts=hosts_for(host, allow_hosts))
     sock = bind(host, port)
     server = make_server(app, sock)
     shown = ", ".join(str(r) for r in app.state.roots.paths)

@@ -6,7 +6,8 @@ propagation to the whole video, as in STM's interactive mode.
     session.propagate(progress=print)                    # spread the round to every frame
     session.interact(40, object_id=1, negative=strokes)  # correct a bad frame ...
     session.propagate()                                  # ... and update the others
-    session.undo()                                       # back to before the last round
+    session.undo()                                       # back to before the last interaction
+    session.redo()                                       # and forward again
     labels = session.masks()                             # (T, H, W) uint8, the user's ids
 
 A round: the annotated frame t enters memory for good (frame + current mask + strokes), every
@@ -54,7 +55,7 @@ class InteractiveConfig:
     max_short_side: int | None = 480
     prior: str = "grabcut"
     grabcut_iterations: int = 3
-    undo_depth: int = 8  # rounds that can be undone (each keeps the masks it replaced)
+    undo_depth: int = 32  # interactions that can be undone (each keeps the masks it replaced)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -113,8 +114,9 @@ class InteractiveSession:
         self.size = processing_size(self.height, self.width, self.config.max_short_side)
         self.device = torch.device(self.config.device)
         self._state = _State()
-        self._undo: list[_State] = []
         self._round: set[int] | None = None  # frames annotated in the open round
+        self._undo: list[tuple[_State, set[int] | None]] = []  # (state, open round) before each change
+        self._redo: list[tuple[_State, set[int] | None]] = []
         self._busy = threading.Lock()
 
     # ---- what the user sees -----------------------------------------------------------------
@@ -213,20 +215,36 @@ class InteractiveSession:
             self._busy.release()
 
     def undo(self) -> bool:
-        """Revert the last round (or the open one); False when there is nothing to undo."""
+        """Revert the last interaction (a stroke, a click, a mask, a removed object), with the
+        propagation that followed it; False when there is nothing to undo."""
         if not self._undo:
             return False
-        self._state = self._undo.pop()
-        self._round = None
+        self._redo.append(self._snapshot())
+        self._state, self._round = self._undo.pop()
         return True
+
+    def redo(self) -> bool:
+        """Apply again what ``undo`` reverted (until a new interaction); False when nothing is left."""
+        if not self._redo:
+            return False
+        self._undo.append(self._snapshot())
+        self._state, self._round = self._redo.pop()
+        return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
 
     def remove_object(self, object_id: int) -> None:
         """Stop segmenting ``object_id`` (its pixels become background); undo brings it back."""
         if object_id not in self._state.ids:
             raise InputError(None, f"object {object_id} is not in this session (objects: {list(self._state.ids)})")
-        self._close_round()
         self._push_undo()
-        self._state = self._state.copy()
+        self._round = None
         self._state.ids = tuple(i for i in self._state.ids if i != object_id)
 
     # ---- the annotated frame ------------------------------------------------------------------
@@ -309,17 +327,22 @@ class InteractiveSession:
 
     # ---- helpers --------------------------------------------------------------------------------
     def _open_round(self) -> None:
+        """Before an interaction: remember the state for undo; open a round if none is open."""
+        self._push_undo()
         if self._round is None:
-            self._push_undo()
-            self._state = self._state.copy()
             self._round = set()
 
-    def _close_round(self) -> None:
-        self._round = None
+    def _snapshot(self) -> tuple[_State, set[int] | None]:
+        return self._state.copy(), None if self._round is None else set(self._round)
 
     def _push_undo(self) -> None:
-        self._undo = self._undo[-(self.config.undo_depth - 1):] if self.config.undo_depth > 1 else []
-        self._undo.append(self._state.copy())
+        """Keep the current state for undo and go on with a copy (arrays are replaced, never
+        modified in place, so shallow copies are enough); a new change clears redo."""
+        depth = self.config.undo_depth
+        self._undo = self._undo[-(depth - 1):] if depth > 1 else []
+        self._undo.append((self._state, None if self._round is None else set(self._round)))
+        self._state = self._state.copy()
+        self._redo.clear()
 
     def _check_frame(self, index: int) -> None:
         if not 0 <= index < len(self.frames):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import warnings
 import zipfile
 
@@ -37,7 +38,7 @@ def make_client(tree, shipped):
 
     def make(delay: float = 0.0, **options) -> TestClient:
         app = create_app([tree.root], session_factory(*shipped, delay=delay), **options)
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")
         client.__enter__()
         clients.append(client)
         return client
@@ -98,7 +99,7 @@ def test_a_frame_folder_linking_out_is_refused(tree, shipped, tmp_path):
     root = tmp_path / "root"
     (root / "sneaky").mkdir(parents=True)
     (root / "sneaky" / "00000.png").symlink_to(tree.outside / "secret" / "00000.png")
-    with TestClient(create_app([root], session_factory(*shipped))) as client:
+    with TestClient(create_app([root], session_factory(*shipped)), base_url="http://127.0.0.1") as client:
         response = client.post("/api/sessions", json={"path": "sneaky"})
         assert response.status_code == 403 and "links outside" in response.json()["detail"]
 
@@ -245,6 +246,41 @@ def test_upload_too_large_is_refused(make_client, clip):
                            headers={"content-type": "application/json"})
     assert streamed.status_code == 413
     assert client.get(f"/api/sessions/{sid}").json()["objects"] == []
+
+
+def test_an_image_announcing_an_absurd_size_is_refused_before_decoding(make_client, clip):
+    """A few-kB PNG that decodes to 40000x40000 pixels: 400 from its header, not 500 (nor 1.6 GB)."""
+    client = make_client()
+    sid = open_session(client, "clip")["id"]
+    data = io.BytesIO()
+    Image.new("1", (40000, 40000)).save(data, format="PNG")
+    assert len(data.getvalue()) < 300_000
+    for endpoint, field in (("mask", "file"), ("strokes", "positive")):
+        response = client.post(f"/api/sessions/{sid}/{endpoint}", data={"frame": "0", "object_id": "1"},
+                               files={field: ("bomb.png", data.getvalue(), "image/png")})
+        assert response.status_code in (400, 413), response.text
+        assert "bomb.png" in response.json()["detail"]
+    assert client.get(f"/api/sessions/{sid}").json()["objects"] == []
+
+
+@pytest.mark.parametrize("host, allowed", [("127.0.0.1:7860", True), ("localhost", True), ("[::1]:80", True),
+                                           ("evil.example:7860", False), ("127.0.0.1.evil.example", False)])
+def test_requests_to_other_host_names_are_refused(tree, shipped, host, allowed):
+    """A page elsewhere that rebinds its name to 127.0.0.1 sends its own name as Host: refused."""
+    with TestClient(create_app([tree.root], session_factory(*shipped)), base_url="http://127.0.0.1") as client:
+        response = client.get("/api/config", headers={"host": host})
+    assert (response.status_code == 200) == allowed
+    if not allowed:
+        assert response.status_code == 400 and "--allow-host" in response.json()["detail"]
+
+
+def test_allowed_hosts_follow_the_listening_address():
+    from memvos.app.server import host_name, hosts_for
+
+    assert host_name("[::1]:7860") == "::1" and host_name("Example.org:80") == "example.org" and host_name("::1") == "::1"
+    assert hosts_for("127.0.0.1") == ["localhost", "127.0.0.1", "::1"]
+    assert "10.1.2.3" in hosts_for("10.1.2.3") and "studio.lan" in hosts_for("127.0.0.1", ["studio.lan:8080"])
+    assert socket.gethostname().lower() in hosts_for("0.0.0.0")
 
 
 def test_bad_requests_get_one_line_errors(make_client, clip):

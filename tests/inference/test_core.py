@@ -100,3 +100,21 @@ def test_mask_of_the_wrong_size_is_refused(model, late_clip):
     core = InferenceCore(model)
     with pytest.raises(ValueError, match="mask"):
         core.step(late_clip.frames[0], np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_shipped_model_on_cuda_matches_the_cpu(late_clip):
+    """End to end on the GPU (frames moved once, bfloat16 where native): the same masks as on the
+    CPU but for a few boundary pixels."""
+    from memvos.model.factory import load_model
+
+    given = {0: late_clip.labels[0], 5: np.where(late_clip.labels[5] == 2, 2, 0).astype(np.uint8)}
+    results = {}
+    for device in ("cpu", "cuda"):
+        net, config = load_model(None, device=device, frame_size=late_clip.frames[0].shape[:2])
+        core = InferenceCore(net, config.inference)
+        results[device] = [core.labels(core.step(f, given.get(t))) for t, f in enumerate(late_clip.frames)]
+    for cpu, gpu in zip(results["cpu"], results["cuda"]):
+        for obj in (1, 2):
+            if (cpu == obj).any():
+                assert jaccard(gpu == obj, cpu == obj) > 0.95
