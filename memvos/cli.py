@@ -246,15 +246,15 @@ def _cmd_app(args: argparse.Namespace) -> int:
         raise InputError(None, f"--short-side must be at least 32 pixels, not {args.short_side}")
     if args.threads is not None and args.threads < 1:
         raise InputError(None, f"--threads must be at least 1, not {args.threads}")
-    if args.max_upload_mb <= 0 or args.heartbeat <= 0:
-        raise InputError(None, "--max-upload-mb and --heartbeat must be positive")
+    if args.max_upload_mb <= 0 or args.heartbeat <= 0 or args.session_timeout <= 0:
+        raise InputError(None, "--max-upload-mb, --heartbeat and --session-timeout must be positive")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     serve(args.root or ["."], host=args.host, port=args.port, checkpoint=args.checkpoint,
           short_side=args.short_side, heartbeat=args.heartbeat, max_upload=int(args.max_upload_mb * (1 << 20)),
-          allow_hosts=args.allow_host or ())
+          allow_hosts=args.allow_host or (), session_timeout=args.session_timeout * 60)
     return 0
 
 
@@ -363,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--max-upload-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32)")
     app.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                      help="a propagation no page or client has watched for this long is cancelled (default 5)")
+    app.add_argument("--session-timeout", type=float, default=30.0, metavar="MINUTES",
+                     help="a session no page has shown for this long is closed (default 30; until then a "
+                          "reloaded page reopens it)")
     app.set_defaults(func=_cmd_app)
 
     return parser

@@ -53,6 +53,20 @@ def overlay_layer(labels: np.ndarray, alpha: float = 0.5, outline: int = 2) -> b
     return out.getvalue()
 
 
+STROKE_COLOURS = ((60, 255, 120, 230), (255, 70, 70, 230))  # positive, negative: as the page draws them
+
+
+def strokes_layer(marks: np.ndarray | None, shape: tuple[int, int]) -> bytes:
+    """RGBA PNG of the open round's marks ((2, H, W) bool: positive, negative; None: none)."""
+    rgba = np.zeros((*shape, 4), np.uint8)
+    if marks is not None:
+        for mark, colour in zip(marks, STROKE_COLOURS):
+            rgba[mark] = colour
+    out = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
 def stroke_radius(shape: tuple[int, int]) -> int:
     """Radius of a drawn stroke in frame pixels (the robot's width: 3 px at 480p)."""
     return stroke_width_for(shape)

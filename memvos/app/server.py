@@ -7,6 +7,7 @@ Endpoints (all under /api; errors are JSON ``{"detail": "one line"}``):
 
     GET    /config                            roots, upload limit, heartbeat
     GET    /files?path=DIR                    sub-folders, frame folders and videos of DIR (no path: the roots)
+    GET    /sessions                          the open sessions (to reopen one after a reload)
     POST   /sessions            {path}        open a video file or frame folder -> session info
     GET    /sessions/ID                       info: frames, size, objects, annotated frames, progress
     DELETE /sessions/ID                       close it
@@ -20,7 +21,9 @@ Endpoints (all under /api; errors are JSON ``{"detail": "one line"}``):
     GET    /sessions/ID/progress              progress (polling also counts as a heartbeat)
     GET    /sessions/ID/events                Server-Sent Events: status on every change
     POST   /sessions/ID/cancel                stop the propagation after its current frame
-    POST   /sessions/ID/undo                  revert the last round
+    GET    /sessions/ID/marks/T.png           RGBA layer of the open round's strokes and clicks on frame T
+    POST   /sessions/ID/undo                  revert the last interaction (stroke, click, mask, removal)
+    POST   /sessions/ID/redo                  apply it again
     DELETE /sessions/ID/objects/K             remove object K
     GET    /sessions/ID/export.zip?kinds=palette,objects,cutouts,overlay
 """
@@ -55,6 +58,7 @@ from memvos.app.render import (
     palette_png,
     rasterise,
     stroke_radius,
+    strokes_layer,
 )
 from memvos.app.session import AppSession, AppState, Busy, SessionFactory, default_factory
 from memvos.data.masks import object_ids
@@ -86,12 +90,13 @@ class InteractRequest(BaseModel):
 # ---- the app ------------------------------------------------------------------------------------
 def create_app(roots: Roots | Sequence[str | Path], factory: SessionFactory | None = None, *,
                heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD, max_sessions: int = 8,
-               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, session_timeout: float = 1800.0) -> FastAPI:
     """The FastAPI app serving ``roots``; ``factory(frames)`` makes each InteractiveSession
     (default: the shipped interactive model, loaded on first use). Requests whose ``Host`` is
     not in ``allowed_hosts`` (default: this machine's loopback names; ``"*"``: any) are refused."""
     roots = roots if isinstance(roots, Roots) else Roots(list(roots))
-    state = AppState(factory or default_factory(), heartbeat=heartbeat, max_sessions=max_sessions)
+    state = AppState(factory or default_factory(), heartbeat=heartbeat, max_sessions=max_sessions,
+                     idle_timeout=session_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -177,7 +182,11 @@ def _session_routes(app: FastAPI, roots: Roots, state: AppState) -> None:
 
     @app.get("/api/sessions")
     def sessions() -> list[dict]:
-        return [{"id": s.id, "path": str(s.path), "state": s.progress.state} for s in list(state.sessions.values())]
+        """The open sessions, most recently used last: a reloaded or second page can reopen one."""
+        state.sweep()
+        return [{"id": s.id, "path": str(s.path), "name": s.path.name, "frames": len(s.frames),
+                 "state": s.progress.state, "objects": list(s.interactive.object_ids), "watchers": s.watchers}
+                for s in list(state.sessions.values())]
 
     @app.get("/api/sessions/{sid}")
     def session_info(sid: str) -> dict:
@@ -214,6 +223,12 @@ def _image_routes(app: FastAPI, state: AppState) -> None:
         session = _session(state, sid)
         labels = session.interactive.mask(_frame_index(session, t))
         return Response(palette_png(labels), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/sessions/{sid}/marks/{t}.png")
+    def marks_image(sid: str, t: int) -> Response:
+        session = _session(state, sid)
+        marks = session.interactive.round_strokes(_frame_index(session, t))
+        return Response(strokes_layer(marks, _shape(session)), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/sessions/{sid}/overlays/{t}.png")
     def overlay_image(sid: str, t: int) -> Response:
@@ -285,6 +300,14 @@ def _interaction_routes(app: FastAPI, state: AppState) -> None:
             undone = session.interactive.undo()
             session.changed()
         return {"undone": undone, **session.status()}
+
+    @app.post("/api/sessions/{sid}/redo")
+    def redo(sid: str) -> dict:
+        session = _session(state, sid)
+        with session.exclusive():
+            redone = session.interactive.redo()
+            session.changed()
+        return {"redone": redone, **session.status()}
 
     @app.delete("/api/sessions/{sid}/objects/{object_id}")
     def remove_object(sid: str, object_id: int) -> dict:
@@ -493,10 +516,10 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(roots: Sequence[str | Path], host: str = "127.0.0.1", port: int = 7860, checkpoint: str | None = None,
           short_side: int | None = None, heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD,
-          allow_hosts: Sequence[str] = ()) -> None:
+          allow_hosts: Sequence[str] = (), session_timeout: float = 1800.0) -> None:
     """Serve the app until interrupted, printing its URL first."""
     app = create_app(Roots(list(roots)), default_factory(checkpoint, short_side), heartbeat=heartbeat,
-                     max_upload=max_upload, allowed_hosts=hosts_for(host, allow_hosts))
+                     max_upload=max_upload, allowed_hosts=hosts_for(host, allow_hosts), session_timeout=session_timeout)
     sock = bind(host, port)
     server = make_server(app, sock)
     shown = ", ".join(str(r) for r in app.state.roots.paths)

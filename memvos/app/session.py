@@ -139,7 +139,8 @@ class AppSession:
     def status(self) -> dict:
         """The changing part: objects, annotated frames, version, progress."""
         return {"objects": list(self.interactive.object_ids), "annotated": list(self.interactive.annotated_frames),
-                "version": self.version, "progress": self.progress.as_json()}
+                "version": self.version, "progress": self.progress.as_json(),
+                "can_undo": self.interactive.can_undo, "can_redo": self.interactive.can_redo}
 
     def changed(self) -> None:
         """Masks may have changed: the page reloads what it shows."""
@@ -233,10 +234,12 @@ class _NonBlocking:
 class AppState:
     """Sessions by id; opens videos through the session factory (the model loads once, lazily)."""
 
-    def __init__(self, factory: SessionFactory, heartbeat: float = 5.0, max_sessions: int = 8) -> None:
+    def __init__(self, factory: SessionFactory, heartbeat: float = 5.0, max_sessions: int = 8,
+                 idle_timeout: float = 1800.0) -> None:
         self.factory = factory
         self.heartbeat = heartbeat
         self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout  # seconds a session without a page is kept (to reopen it)
         self.sessions: OrderedDict[str, AppSession] = OrderedDict()
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
@@ -253,10 +256,27 @@ class AppState:
         session = AppSession(sid, path, frames, interactive, self.heartbeat)
         with self._lock:
             self.sessions[sid] = session
-            evicted = self._evict()
+            evicted = self._evict() + self._expired()
         for old in evicted:
             old.close()
         return session
+
+    def sweep(self) -> list[str]:
+        """Close the sessions no page has watched or asked about for ``idle_timeout`` seconds."""
+        with self._lock:
+            expired = self._expired()
+        for session in expired:
+            log.info("session %s (%s): no page for %.0f s, closed", session.id, session.path.name, self.idle_timeout)
+            session.close()
+        return [s.id for s in expired]
+
+    def _expired(self) -> list[AppSession]:
+        now = time.monotonic()
+        out = [s for s in self.sessions.values() if s.watchers <= 0 and s.progress.state != "running"
+               and now - s.last_seen > self.idle_timeout]
+        for session in out:
+            del self.sessions[session.id]
+        return out
 
     def _evict(self) -> list[AppSession]:
         """Drop the least recently used idle sessions beyond ``max_sessions``."""
@@ -269,6 +289,7 @@ class AppState:
         return out
 
     def get(self, sid: str) -> AppSession:
+        self.sweep()
         with self._lock:
             session = self.sessions.get(sid)
             if session is None:

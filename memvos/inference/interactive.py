@@ -145,6 +145,16 @@ class InteractiveSession:
         lut = np.array((0, *self._state.ids), dtype=np.uint8)
         return lut[channel_argmax(probs).numpy()]
 
+    def round_strokes(self, index: int) -> np.ndarray | None:
+        """(2, H, W) bool positive and negative marks (strokes, click disks) on frame ``index``
+        while its round is open, full size, for the page to keep them drawn; None otherwise."""
+        self._check_frame(index)
+        annotation = self._state.annotations.get(index)
+        if self._round is None or index not in self._round or annotation is None or not annotation.strokes:
+            return None
+        marks = np.any(np.stack(list(annotation.strokes.values())), axis=0)  # (2, h, w)
+        return np.stack([_resize_bool(m, (self.height, self.width)) for m in marks])
+
     def masks(self) -> np.ndarray:
         """(T, H, W) uint8 labels of every frame, the user's ids."""
         return np.stack([self.mask(i) for i in range(len(self.frames))])

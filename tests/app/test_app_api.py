@@ -7,6 +7,7 @@ import io
 import json
 import re
 import socket
+import time
 import warnings
 import zipfile
 
@@ -224,6 +225,81 @@ def test_export_zip_holds_the_masks(make_client, tree, clip):
     only = zipfile.ZipFile(io.BytesIO(client.get(f"/api/sessions/{sid}/export.zip").content))
     assert all(n.startswith("masks/") for n in only.namelist())  # default: palette PNGs only
     assert client.get(f"/api/sessions/{sid}/export.zip", params={"kinds": "jpeg"}).status_code == 400
+
+
+# ---- undo per interaction, marks, sessions that outlive the page ------------------------------------
+def click_at(client: TestClient, sid: str, mask: np.ndarray, obj: int, positive: bool = True, frame: int = 0):
+    (x0, y), (x1, _) = inside_line(mask, margin=6)  # a point well inside the mask
+    x = (x0 + x1) / 2
+    return client.post(f"/api/sessions/{sid}/interact",
+                       json={"frame": frame, "object_id": obj, "clicks": [[float(x), float(y), int(positive)]]})
+
+
+def test_undo_and_redo_one_click_at_a_time(make_client, clip):
+    client = make_client()
+    sid = open_session(client, "clip")["id"]
+    assert click_at(client, sid, clip.labels[0] == 1, 1).status_code == 200
+    after_one = labels_of(client.get(f"/api/sessions/{sid}/masks/0.png"))
+    second = click_at(client, sid, clip.labels[0] == 2, 2).json()
+    assert second["objects"] == [1, 2] and second["can_undo"] and not second["can_redo"]
+    after_two = labels_of(client.get(f"/api/sessions/{sid}/masks/0.png"))
+    assert (after_two == 2).any()
+
+    undone = client.post(f"/api/sessions/{sid}/undo").json()  # only the second click goes
+    assert undone["undone"] and undone["objects"] == [1] and undone["can_redo"]
+    np.testing.assert_array_equal(labels_of(client.get(f"/api/sessions/{sid}/masks/0.png")), after_one)
+    redone = client.post(f"/api/sessions/{sid}/redo").json()
+    assert redone["redone"] and redone["objects"] == [1, 2] and not redone["can_redo"]
+    np.testing.assert_array_equal(labels_of(client.get(f"/api/sessions/{sid}/masks/0.png")), after_two)
+
+    client.post(f"/api/sessions/{sid}/undo")
+    assert click_at(client, sid, clip.labels[0] == 1, 1).status_code == 200  # a new click ends the redo
+    assert not client.post(f"/api/sessions/{sid}/redo").json()["redone"]
+
+
+def test_marks_stay_drawn_until_the_round_is_propagated(make_client, clip):
+    client = make_client()
+    sid = open_session(client, "clip")["id"]
+
+    def marks(t: int) -> np.ndarray:
+        response = client.get(f"/api/sessions/{sid}/marks/{t}.png")
+        image = Image.open(io.BytesIO(response.content))
+        assert image.mode == "RGBA" and image.size == (256, 192)
+        return np.asarray(image)
+
+    assert not marks(0)[..., 3].any()
+    assert scribble(client, sid, clip.labels[0], 1).status_code == 200
+    assert click_at(client, sid, clip.labels[0] == 0, 1, positive=False).status_code == 200
+    def green(layer):
+        return (layer[..., 1] > 200) & (layer[..., 0] < 100) & (layer[..., 3] > 0)
+
+    def red(layer):
+        return (layer[..., 0] > 200) & (layer[..., 1] < 100) & (layer[..., 3] > 0)
+
+    layer = marks(0)
+    (x0, y), (x1, _) = inside_line(clip.labels[0] == 1)
+    assert green(layer)[int(y), int(x0):int(x1) + 1].all()  # the stroke, where it was drawn
+    assert red(layer).any() and not (red(layer) & (clip.labels[0] == 1)).any()  # the negative click, on background
+    assert not marks(3)[..., 3].any()  # other frames: nothing
+    client.post(f"/api/sessions/{sid}/undo")  # the negative click goes, the stroke stays
+    assert not red(marks(0)).any() and green(marks(0)).any()
+    assert client.post(f"/api/sessions/{sid}/propagate").status_code == 202
+    assert finish(client, sid)["progress"]["state"] == "finished"
+    assert not marks(0)[..., 3].any()
+
+
+def test_a_session_can_be_reopened_and_idle_ones_are_closed(tree, shipped, clip):
+    app = create_app([tree.root], session_factory(*shipped), session_timeout=0.5)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        sid = open_session(client, "clip")["id"]
+        assert scribble(client, sid, clip.labels[0], 1).status_code == 200
+        listed = client.get("/api/sessions").json()
+        assert [(s["id"], s["name"], s["objects"]) for s in listed] == [(sid, "clip", [1])]
+        again = client.get(f"/api/sessions/{sid}").json()  # what a reloaded page asks for
+        assert again["annotated"] == [0] and again["objects"] == [1] and again["can_undo"]
+        time.sleep(0.8)  # no page, no request: past the timeout
+        assert client.get("/api/sessions").json() == []
+        assert client.get(f"/api/sessions/{sid}").status_code == 404
 
 
 # ---- limits and refusals ---------------------------------------------------------------------------

@@ -140,12 +140,27 @@ def test_scribble_propagate_correct_export_in_chromium(tree, shipped, clip, long
         names = set(archive.namelist())
         assert {"overlay.mp4", "objects/2/00007.png", "cutouts/00007.png"} <= names
 
-        # undo the correction round; remove object 2
+        # undo one interaction at a time: the click on object 2, then the negative stroke
+        video = next(s for s in app.state.memvos.sessions.values() if s.path.name == "clip.mp4")
+        with page.expect_response(lambda r: r.url.endswith("/undo")):
+            page.click("#undo")
+        page.wait_for_function("!document.getElementById('redo').disabled")
+        assert page.locator("#marks span").count() == 2 and page.locator("#objects li").count() == 2
+        (x0, y), (x1, _) = negative  # the negative stroke still holds on frame 5
+        assert (video.interactive.mask(5)[int(y), int(x0):int(x1) + 1] != 1).all()
         page.click("#undo")
         page.wait_for_function("document.querySelectorAll('#marks span').length === 1")
         page.click("#objects li[data-id='2']")
         page.click("#remove-object")
         page.wait_for_function("!document.querySelector(\"#objects li[data-id='2']\")")
+
+        # reload the page: the session comes back as it was, and is listed
+        page.reload()
+        page.wait_for_function("document.getElementById('video-name').textContent.startsWith('clip.mp4') && "
+                               "document.getElementById('overlay-canvas').dataset.frame === '0'")
+        assert page.locator("#marks span").count() == 1 and page.locator("#objects li").count() == 1
+        assert page.locator("#sessions li").count() == 1 and len(app.state.memvos.sessions) == 1
+        assert page.eval_on_selector("#overlay-canvas", "c => c.dataset.version") == str(video.version)
 
         # a whole mask uploaded for object 1 on frame 3 (reached with the arrow keys)
         page.click("#objects li[data-id='1']")
@@ -159,7 +174,6 @@ def test_scribble_propagate_correct_export_in_chromium(tree, shipped, clip, long
         with page.expect_response(lambda r: r.url.endswith("/mask")) as answer:
             page.set_input_files("#mask-file", str(upload))
         assert answer.value.ok, answer.value.text()
-        video = next(s for s in app.state.memvos.sessions.values() if s.path.name == "clip.mp4")
         assert (video.interactive.mask(3) == (clip.labels[3] == 1)).all()
 
         # cancel, then a closed tab cancels its propagation

@@ -121,6 +121,22 @@ def test_undo_restores_each_round_exactly(clip, model):
     assert not session.undo()
 
 
+def test_undo_and_redo_go_one_interaction_at_a_time(clip, model):
+    session = session_for(clip, model, prior="paint")
+    session.interact(0, 1, mask=clip.labels[0] == 1)
+    one = session.masks()
+    session.interact(0, 2, mask=clip.labels[0] == 2)
+    session.propagate()
+    propagated = session.masks()
+    assert session.undo()  # the second interaction and the propagation after it
+    assert np.array_equal(session.masks(), one) and session.object_ids == (1,)
+    assert session.can_redo and session.redo()
+    assert np.array_equal(session.masks(), propagated) and not session.can_redo
+    assert session.undo() and session.undo() and not session.can_undo and not session.masks().any()
+    session.interact(0, 1, mask=clip.labels[0] == 1)  # a new interaction drops what could be redone
+    assert not session.redo()
+
+
 def test_clicks_become_disks_and_negative_clicks_remove(clip, model):
     session = session_for(clip, model, prior="paint")
     ys, xs = np.nonzero(clip.labels[2] == 2)

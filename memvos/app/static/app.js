@@ -16,6 +16,8 @@ const S = {
   frameToken: 0,
   overlayToken: 0,
   busy: false,          // an interaction request is in flight
+  canUndo: false,
+  canRedo: false,
 };
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -109,25 +111,57 @@ async function openVideo(path) {
   setStatus("opening…");
   try {
     const info = await apiJson("POST", "/api/sessions", { path });
-    if (S.events) S.events.close();
     if (S.session) api("DELETE", sessionUrl("")).catch(() => {});  // one session per page
-    S.session = info;
-    S.t = 0; S.version = -1; S.local = []; S.objects = [];
-    $("video-name").textContent = `${info.name} — ${info.frames} frames, ${info.width}×${info.height}`;
-    setupStage(info);
-    const slider = $("slider");
-    slider.max = String(info.frames - 1);
-    slider.value = "0";
-    applyStatus(info);
-    if (!S.objects.length) { S.local = [1]; S.selected = 1; renderObjects(); }
-    connectEvents();
-    await showFrame(0);
+    await startSession(info);
     setStatus(`opened ${info.name}`);
   } catch (err) { setStatus(err.message, true); }
 }
 
+async function resumeSession(id) {
+  // Reopen a session the server still holds (after a reload, or from the list): nothing is lost.
+  try {
+    const info = await apiJson("GET", `/api/sessions/${encodeURIComponent(id)}`);
+    await startSession(info);
+    setStatus(`reopened ${info.name}`);
+    return true;
+  } catch (err) { setStatus(err.message, true); return false; }
+}
+
+async function startSession(info) {
+  if (S.events) S.events.close();
+  S.session = info;
+  S.t = 0; S.version = -1; S.local = []; S.objects = [];
+  history.replaceState(null, "", `#session=${encodeURIComponent(info.id)}`);
+  $("video-name").textContent = `${info.name} — ${info.frames} frames, ${info.width}×${info.height}`;
+  setupStage(info);
+  const slider = $("slider");
+  slider.max = String(info.frames - 1);
+  slider.value = "0";
+  applyStatus(info);
+  if (!S.objects.length) { S.local = [1]; S.selected = 1; renderObjects(); }
+  connectEvents();
+  const first = info.annotated && info.annotated.length ? info.annotated[info.annotated.length - 1] : 0;
+  await showFrame(first);
+  listSessions();
+}
+
+async function listSessions() {
+  try {
+    const sessions = await apiJson("GET", "/api/sessions");
+    const list = $("sessions");
+    list.replaceChildren();
+    for (const s of sessions) {
+      const current = S.session && s.id === S.session.id;
+      const item = fileItem(s.name || s.path, current ? "open here" : s.state, current ? null : () => resumeSession(s.id));
+      item.dataset.session = s.id;
+      list.append(item);
+    }
+    $("open-sessions").hidden = !sessions.length;
+  } catch (err) { /* the list is a convenience */ }
+}
+
 function setupStage(info) {
-  for (const id of ["frame-canvas", "overlay-canvas", "draw-canvas"]) {
+  for (const id of ["frame-canvas", "overlay-canvas", "marks-canvas", "draw-canvas"]) {
     const canvas = $(id);
     canvas.width = info.width;
     canvas.height = info.height;
@@ -156,6 +190,8 @@ function connectEvents() {
 
 function applyStatus(status) {
   S.objects = status.objects;
+  S.canUndo = !!status.can_undo;
+  S.canRedo = !!status.can_redo;
   S.local = S.local.filter((id) => !S.objects.includes(id));
   if (!S.objects.includes(S.selected) && !S.local.includes(S.selected)) {
     const all = allObjects();
@@ -167,6 +203,7 @@ function applyStatus(status) {
   if (status.version !== S.version) {
     S.version = status.version;
     refreshOverlay();
+    refreshMarks();
   }
   updateButtons();
 }
@@ -241,7 +278,8 @@ function updateButtons() {
   const idle = open && !running();
   $("propagate").disabled = !idle || !S.objects.length;
   $("cancel").disabled = !open || !running();
-  $("undo").disabled = !idle;
+  $("undo").disabled = !idle || !S.canUndo;
+  $("redo").disabled = !idle || !S.canRedo;
   $("export").disabled = !idle;
   $("add-object").disabled = !open;
   $("remove-object").disabled = !idle || !S.selected;
@@ -259,6 +297,7 @@ async function showFrame(t) {
   clearDrawing();
   const token = ++S.frameToken;
   const overlay = refreshOverlay();
+  refreshMarks();
   try {
     const image = await loadImage(sessionUrl(`/frames/${t}.jpg`));
     if (token !== S.frameToken) return;  // the user moved on: drop the stale frame
@@ -279,6 +318,22 @@ async function refreshOverlay() {
     context.drawImage(image, 0, 0);
     $("overlay-canvas").dataset.frame = String(t);
     $("overlay-canvas").dataset.version = String(S.version);
+  } catch (err) { /* a newer request replaces it */ }
+}
+
+async function refreshMarks() {
+  // The open round's strokes and clicks on this frame stay drawn until it is propagated.
+  if (!S.session) return;
+  const t = S.t;
+  const token = (S.marksToken = (S.marksToken || 0) + 1);
+  try {
+    const image = await loadImage(sessionUrl(`/marks/${t}.png?v=${S.version}`));
+    if (token !== S.marksToken || t !== S.t) return;
+    const context = $("marks-canvas").getContext("2d");
+    context.clearRect(0, 0, context.canvas.width, context.canvas.height);
+    context.drawImage(image, 0, 0);
+    $("marks-canvas").dataset.frame = String(t);
+    $("marks-canvas").dataset.version = String(S.version);
   } catch (err) { /* a newer request replaces it */ }
 }
 
@@ -427,7 +482,15 @@ async function undo() {
   try {
     const status = await apiJson("POST", sessionUrl("/undo"));
     applyStatus(status);
-    setStatus(status.undone ? "undone" : "nothing to undo");
+    setStatus(status.undone ? "undone (redo: Ctrl+Shift+Z)" : "nothing to undo");
+  } catch (err) { setStatus(err.message, true); }
+}
+
+async function redo() {
+  try {
+    const status = await apiJson("POST", sessionUrl("/redo"));
+    applyStatus(status);
+    setStatus(status.redone ? "redone" : "nothing to redo");
   } catch (err) { setStatus(err.message, true); }
 }
 
@@ -464,6 +527,7 @@ function wire() {
   $("propagate").addEventListener("click", propagate);
   $("cancel").addEventListener("click", cancel);
   $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
   $("export").addEventListener("click", exportZip);
   $("add-object").addEventListener("click", addObject);
   $("remove-object").addEventListener("click", removeObject);
@@ -474,10 +538,15 @@ function wire() {
     if (!S.session || e.target.tagName === "INPUT") return;  // sliders and radios take arrows themselves
     if (e.key === "ArrowLeft") { e.preventDefault(); showFrame(S.t - 1); }
     else if (e.key === "ArrowRight") { e.preventDefault(); showFrame(S.t + 1); }
-    else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); if (!$("undo").disabled) undo(); }
+    else if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.shiftKey && e.key.toLowerCase() === "z"))) {
+      e.preventDefault(); if (!$("redo").disabled) redo();
+    } else if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); if (!$("undo").disabled) undo(); }
   });
   updateButtons();
   browse(null);
+  const saved = new URLSearchParams(location.hash.slice(1)).get("session");
+  if (saved) resumeSession(saved).then((ok) => { if (!ok) history.replaceState(null, "", location.pathname); });
+  listSessions();
 }
 
 document.addEventListener("DOMContentLoaded", wire);
