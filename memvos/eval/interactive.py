@@ -432,7 +432,7 @@ def format_summary(summary: Mapping) -> str:
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     per_round = summary["seconds_per_round"]
-    lines.append(f"AUC {summary['auc']:.3f}   J&F@{summary['threshold']:g}s {summary['jf_at_threshold']:.3f}   "
+    lines.append(f"AUC {summary['auc']:.3f}  J&F@{summary['threshold']:g}s {summary['jf_at_threshold']:.3f}  "
                  f"{'-' if per_round is None else f'{per_round:.2f}'} s/round")
     return "\n".join(lines)
 

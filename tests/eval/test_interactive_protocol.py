@@ -312,7 +312,7 @@ def test_summarize_against_hand_computed_values():
     assert timed["curve"]["time"][-1] == pytest.approx(1.5 * 5.0)  # mean objects * max_time
     assert timed["auc"] == pytest.approx((0.75 + 0.2875 + 0.65 * 4.0) / 7.5)
     assert timed["jf_at_threshold"] == pytest.approx(0.65)  # 60 s is past the curve: its last value
-    assert "AUC 0.485" in format_summary(timed)
+    assert format_summary(timed).splitlines()[-1] == "AUC 0.485  J&F@60s 0.650  2.33 s/round"
     json.dumps(timed)
 
 
