@@ -168,6 +168,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from memvos.train.config import load_train_config
+    from memvos.train.interaction import is_interaction_config, load_interaction_config, train_interaction
     from memvos.train.reid import is_reid_config, load_reid_config, train_reid
     from memvos.train.trainer import Trainer
 
@@ -181,6 +182,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"cross-fitted (half the objects fit, half score): AUC {stats['auc_held']:.3f}; cosine exceeded by 1% of "
               f"other regions {stats['sim_far1']:.2f} (same object above it: {stats['tpr_far1']:.0%}), by 10% "
               f"{stats['sim_far10']:.2f} ({stats['tpr_far10']:.0%}); same-object median {stats['sim_same_median']:.2f}")
+        return 0
+    if is_interaction_config(args.config):  # clicks and scribbles to a mask: its own small loop
+        interaction = load_interaction_config(args.config, args.data_root)
+        if args.out:
+            interaction = dataclasses.replace(interaction, out=args.out)
+        print(f"interaction network: {train_interaction(interaction, resume=args.resume)}")
         return 0
     config = load_train_config(args.config, args.data_root)
     if args.init:
@@ -343,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folders holding Scribbles/<seq>/001.json first scribbles (default: the robot draws the first)")
     ie.add_argument("--short-side", type=int, metavar="PIXELS",
                     help="process frames downsized to this short side (default 480); masks are scored at full size")
-    ie.add_argument("--prior", choices=("grabcut", "paint"), default="grabcut",
-                    help="the annotated frame's guess from strokes before the network (default grabcut)")
+    ie.add_argument("--prior", choices=("network", "grabcut", "paint"), default="grabcut",
+                    help="the annotated frame's mask from strokes: the interaction network, or a guess (GrabCut, "
+                         "painting) refined by the memory network (default grabcut)")
     ie.add_argument("--json", metavar="OUT.json", help="write the summary, curve and per-sequence rounds as JSON")
     ie.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ie.set_defaults(func=_cmd_interactive_eval)

@@ -40,6 +40,7 @@ from memvos.model.base import MemoryEntry
 from memvos.model.frozen_key import STROKE_CHANNELS
 from memvos.model.modules import channel_argmax
 
+PRIORS = ("network", "grabcut", "paint")
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event
 
@@ -47,20 +48,24 @@ Cancel = Callable[[], bool] | threading.Event
 @dataclass
 class InteractiveConfig:
     """memory: the policy of each propagation pass; max_short_side: frames are processed
-    downsized to this (None: full size); prior: how the annotated frame's mask is guessed from
-    strokes before the network refines it — 'grabcut' (OpenCV's GrabCut seeded with the strokes
-    and the current mask) or 'paint' (the current mask with the strokes painted in)."""
+    downsized to this (None: full size); prior: how the annotated frame's mask is made from the
+    strokes and clicks — 'network' (the interaction network, ``memvos.model.interaction``: its
+    output is the frame's mask, as in MiVOS), 'grabcut' (OpenCV's GrabCut seeded with the strokes
+    and the current mask) or 'paint' (the current mask with the strokes painted in); the last two
+    are refined by the memory network's read of the frame. interaction_weights: the interaction
+    network's weights (default: the shipped ones)."""
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
     prior: str = "grabcut"
     grabcut_iterations: int = 3
+    interaction_weights: str | None = None
     undo_depth: int = 32  # interactions that can be undone (each keeps the masks it replaced)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.prior not in ("grabcut", "paint"):
-            raise ValueError(f"prior must be 'grabcut' or 'paint', not {self.prior!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, not {self.prior!r}")
 
 
 @dataclass
@@ -118,6 +123,8 @@ class InteractiveSession:
         self._undo: list[tuple[_State, set[int] | None]] = []  # (state, open round) before each change
         self._redo: list[tuple[_State, set[int] | None]] = []
         self._busy = threading.Lock()
+        self._clicker = None  # the interaction network, loaded on first use
+        self._click_features: tuple[int, tuple[Tensor, ...]] | None = None  # (frame, backbone features)
 
     # ---- what the user sees -----------------------------------------------------------------
     @property
@@ -270,6 +277,8 @@ class InteractiveSession:
         query = self.model.encode_query(rgb)
         if given_mask:  # a whole mask: nothing to guess for that object
             probs = _enforce(current, certain)
+        elif self.config.prior == "network":  # the interaction network's mask is the frame's
+            probs = _enforce(self._prior(frame, current, annotation, ids), certain)
         else:
             prior = _enforce(self._prior(frame, current, annotation, ids), certain)
             entry = self.model.memorize(rgb, query, prior, ids, **self._stroke_arg(strokes))
@@ -295,7 +304,9 @@ class InteractiveSession:
                 if other != obj:
                     negative = negative | torch.from_numpy(s[0])
             guess = objects[k]
-            if self.config.prior == "grabcut" and bool(positive.any()):
+            if self.config.prior == "network":
+                guess = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy())
+            elif self.config.prior == "grabcut" and bool(positive.any()):
                 image = self._bgr(frame) if image is None else image
                 guess = torch.from_numpy(grabcut_prior(image, guess.numpy(), positive.numpy(), negative.numpy(),
                                                        self.config.grabcut_iterations))
@@ -306,6 +317,17 @@ class InteractiveSession:
                     objects[j] = torch.where(guess > 0.5, objects[j] * (1 - guess), objects[j])
         background = (1 - objects.sum(0, keepdim=True)).clamp(min=0)
         return _normalise(torch.cat([background, objects]))
+
+    def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray) -> Tensor:
+        """The interaction network's (h, w) probability of one object on ``frame``."""
+        if self._clicker is None:
+            from memvos.model.interaction import load_click_to_mask, shipped_interaction_weights
+
+            self._clicker = load_click_to_mask(self.config.interaction_weights or shipped_interaction_weights(),
+                                               self.config.device)
+        if self._click_features is None or self._click_features[0] != frame:
+            self._click_features = (frame, self._clicker.features(self._rgb(frame)))
+        return self._clicker.predict(self._click_features[1], positive, negative, current).cpu()
 
     # ---- propagation --------------------------------------------------------------------------
     def _directions(self, t: int) -> list[tuple[int, int]]:

@@ -260,3 +260,24 @@ def test_an_interactive_stm_network_takes_the_same_stroke_input(clip):
     assert labels.shape == clip.labels[0].shape and (labels[positive] == 1).all()  # strokes are obeyed
     assert session.propagate()
     assert session.masks().shape == (4, *clip.labels[0].shape)
+
+
+def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, model, tmp_path):
+    """With prior='network' the annotated frame's mask is the interaction network's output (strokes
+    enforced), computed from the frame, the marks and the object's current mask."""
+    from memvos.model.interaction import InteractionNet, InteractionNetConfig, load_click_to_mask, save_interaction_net
+
+    torch.manual_seed(1)
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), tmp_path / "net.safetensors")
+    session = session_for(clip, model, prior="network", interaction_weights=str(tmp_path / "net.safetensors"))
+    pos = np.zeros(clip.labels[0].shape, bool)
+    pos[60:64, 90:100] = True
+    labels = session.interact(0, 1, positive=pos)
+    assert labels[pos].tolist() == [1] * int(pos.sum())  # the click is obeyed
+
+    clicker = load_click_to_mask(tmp_path / "net.safetensors")
+    rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
+    expected = clicker.predict(clicker.features(rgb), pos, np.zeros_like(pos), np.zeros(pos.shape, np.float32))
+    expected = (expected > 0.5).numpy() | pos
+    assert (labels == 1).tolist() == expected.tolist()
+    assert session.undo() and not session.masks().any()

@@ -1,0 +1,112 @@
+"""The interaction network on the held-out static images (every 10th image of the training
+folders by name hash, never trained on): IoU after 1, 2 and 3 robot clicks, and what a negative
+click does.
+
+Usage:
+    python benchmarks/click_to_mask.py [--weights memvos/weights/interaction-lite0.safetensors]
+        [--config configs/train/interaction.yaml] [--data ../shared/data] [--json OUT.json]
+
+Clicks: the first at the object's deepest point (as a person clicks the middle of an object),
+then the click robot's (the deepest point of the larger error). Every object of at least 1% of
+its image counts; per folder: ECSSD (salient objects, one per image), COCO (several instances,
+look-alikes), people. Negative click: after the first click, wherever the prediction spills
+onto background, a negative click at the spill's deepest point; reported: how much of that
+spilled region is left, and how many pixels changed farther than a quarter of the image's short
+side from the click (as a share of the object's area: should be ~0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from memvos.data.masks import object_ids
+from memvos.model.interaction import guidance_planes, load_click_to_mask, shipped_interaction_weights
+from memvos.train.interaction import (
+    InteractionSamples,
+    add_click,
+    build_cache,
+    click_ious,
+    deepest_point,
+    load_interaction_config,
+)
+
+
+def negative_click_effect(predict, truth: np.ndarray) -> tuple[float, float] | None:
+    """(share of the clicked spill left, far-away change / object area) or None without a spill."""
+    pos = np.zeros_like(truth)
+    pos, neg = add_click((pos, np.zeros_like(truth)), (*deepest_point(truth), True))
+    first = predict(pos, neg, None) > 0.5
+    spill = first & ~truth
+    if spill.sum() < 50:
+        return None
+    count, components = cv2.connectedComponents(spill.astype(np.uint8))
+    largest = 1 + int(np.argmax([np.sum(components == i) for i in range(1, count)]))
+    region = components == largest
+    r, c = deepest_point(region)
+    pos, neg = add_click((pos, neg), (r, c, False))
+    second = predict(pos, neg, first.astype(np.float32)) > 0.5
+    ys, xs = np.mgrid[: truth.shape[0], : truth.shape[1]]
+    far = np.hypot(ys - r, xs - c) > 0.25 * min(truth.shape)
+    return float((second & region).sum() / region.sum()), float(((first != second) & far).sum() / truth.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--config", default="configs/train/interaction.yaml")
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_interaction_config(args.config, args.data)
+    model = load_click_to_mask(args.weights or shipped_interaction_weights())
+    net = model.net
+    cache = build_cache(cfg)
+    held = InteractionSamples(cfg, cache, held_out=True)
+    rows: dict[str, list[list[float]]] = {}
+    negatives: list[tuple[float, float]] = []
+    for image_path, mask_path in held.pairs:
+        image = cache.get(image_path, mask_path)
+        features = tuple(f[None].float() for f in image.features)
+
+        def predict(positive, negative, current, features=features):
+            planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
+            with torch.no_grad():
+                return torch.sigmoid(net(features, planes))[0, 0].numpy()
+
+        for obj in object_ids(image.labels):
+            truth = image.labels == obj
+            if truth.mean() < 0.01:
+                continue
+            rows.setdefault(image_path.parent.parent.name, []).append(click_ious(predict, truth, 3))
+            effect = negative_click_effect(predict, truth)
+            if effect is not None:
+                negatives.append(effect)
+    every = [r for v in rows.values() for r in v]
+    result = {
+        "images": len(held.pairs), "objects": len(every),
+        "iou_after_clicks": np.mean(every, axis=0).round(3).tolist(),
+        "share_iou_at_least_0.8_after_1": round(float(np.mean([r[0] >= 0.8 for r in every])), 3),
+        "per_folder": {k: {"objects": len(v), "iou_after_clicks": np.mean(v, axis=0).round(3).tolist(),
+                           "median_after_1": round(float(np.median([r[0] for r in v])), 3)}
+                       for k, v in sorted(rows.items())},
+        "negative_click": {"cases": len(negatives),
+                           "spill_left": round(float(np.mean([n[0] for n in negatives])), 3) if negatives else math.nan,
+                           "far_change_per_object_area": round(float(np.mean([n[1] for n in negatives])), 4)
+                           if negatives else math.nan},
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
