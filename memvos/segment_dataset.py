@@ -157,7 +157,7 @@ def segment_dataset(sequences: list[VideoSequence], out_dir: str | Path, models:
         else:
             todo.append(seq)
     total = sum(len(seq.frames) for seq in todo)
-    with tqdm(total=total, unit="frame", desc="segmenting", disable=not progress) as bar:
+    with tqdm(total=total, unit="frame", desc="segmenting", disable=not progress or not todo) as bar:
         for seq in todo:
             bar.set_postfix_str(seq.name)
             report.results.append(_run_one(seq, out_dir, models, config, bar))
