@@ -14,6 +14,7 @@ mean over its objects), so the 7-person clip counts once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import torch
 
 from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import evaluate_folders
-from memvos.model.loading import load_models, override_read
+from memvos.model.loading import load_models, override_read, parse_scales
 from memvos.segment import segment_video
 from memvos.train.splits import HARD, HELD_OUT_SIX, SPLITS
 
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--sequences", nargs="+", help="only these names of the split")
     parser.add_argument("--read", choices=("stm", "kmn"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scales", help="processing short sides, as memvos segment --scales (e.g. 480: small "
+                                         "frames upscaled); the model is then picked for that size")
     parser.add_argument("--json", type=Path, help="write the per-sequence scores here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,8 +53,12 @@ def main() -> None:
         seq = dataset[item.name]
         size = seq.frames.size
         if size not in models_by_size:
-            models, config = load_models(args.checkpoint, args.config, "cpu", frame_size=size)
+            scales = parse_scales(args.scales)
+            models, config = load_models(args.checkpoint, args.config, "cpu",
+                                         frame_size=(min(scales),) * 2 if scales else size)
             override_read(models, mode=args.read)
+            if scales:
+                config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, scales=scales))
             models_by_size[size] = (models, config)
         models, config = models_by_size[size]
         first = seq.frames.names[0]
@@ -70,7 +77,7 @@ def main() -> None:
         if picked:
             summary[name] = float(np.mean(picked))
     label = " ".join(args.checkpoint or []) or args.config or "default"
-    print("RESULT " + f"model={label} read={args.read or 'config'} "
+    print("RESULT " + f"model={label} read={args.read or 'config'} scales={args.scales or 'config'} "
           + " ".join(f"{k}={v:.4f}" for k, v in summary.items()) + f" sequences={len(rows)}")
     if args.json:
         args.json.write_text(json.dumps({"model": label, "command": " ".join(sys.argv), "summary": summary,

@@ -82,11 +82,15 @@ def test_collate_stacks_and_rejects_too_many_objects(static_root):
 
 def test_shipped_training_configs_parse():
     from memvos.train.config import load_train_config
+    from memvos.train.interaction import is_interaction_config, load_interaction_config
     from memvos.train.reid import is_reid_config, load_reid_config
 
     files = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"))
-    stages = {p.stem: load_train_config(p, "/data") for p in files if not is_reid_config(p)}
+    special = {p for p in files if is_reid_config(p) or is_interaction_config(p)}
+    stages = {p.stem: load_train_config(p, "/data") for p in files if p not in special}
     reid = {p.stem: load_reid_config(p, "/data") for p in files if is_reid_config(p)}
+    interaction = {p.stem: load_interaction_config(p, "/data") for p in files if is_interaction_config(p)}
+    assert interaction["interaction"].held_out_every == 10 and interaction["interaction"].roots[0].startswith("/data")
     assert reid["reid-lite0"].exclude_last == 6  # the re-id projection never sees the held-out six
     assert {"stage0-static", "stage0-static-hns", "stage2-davis"} <= set(stages)
     assert stages["stage0-static"].data.kind == "static" and not stages["stage0-static"].data.hide_and_seek
