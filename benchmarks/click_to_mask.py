@@ -12,7 +12,9 @@ its image counts; per folder: ECSSD (salient objects, one per image), COCO (seve
 look-alikes), people. Negative click: after the first click, wherever the prediction spills
 onto background, a negative click at the spill's deepest point; reported: how much of that
 spilled region is left, and how many pixels changed farther than a quarter of the image's short
-side from the click (as a share of the object's area: should be ~0).
+side from the click (as a share of the object's area: should be ~0), for the network's output
+and for what the interactive session keeps of it (a negative-only interaction removes only the
+dropped parts that touch its marks: ``confine_removal``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from memvos.data.masks import object_ids
+from memvos.inference.interactive import confine_removal
 from memvos.model.interaction import guidance_planes, load_click_to_mask, shipped_interaction_weights
 from memvos.train.interaction import (
     InteractionSamples,
@@ -38,8 +41,10 @@ from memvos.train.interaction import (
 )
 
 
-def negative_click_effect(predict, truth: np.ndarray) -> tuple[float, float] | None:
-    """(share of the clicked spill left, far-away change / object area) or None without a spill."""
+def negative_click_effect(predict, truth: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(share of the clicked spill left, far-away change / object area) of the network's output,
+    then the same after the session's rule for a negative-only interaction (``confine_removal``),
+    or None without a spill."""
     pos = np.zeros_like(truth)
     pos, neg = add_click((pos, np.zeros_like(truth)), (*deepest_point(truth), True))
     first = predict(pos, neg, None) > 0.5
@@ -51,10 +56,15 @@ def negative_click_effect(predict, truth: np.ndarray) -> tuple[float, float] | N
     region = components == largest
     r, c = deepest_point(region)
     pos, neg = add_click((pos, neg), (r, c, False))
-    second = predict(pos, neg, first.astype(np.float32)) > 0.5
+    proposed = predict(pos, neg, first.astype(np.float32))
+    new_negative = add_click((np.zeros_like(truth), np.zeros_like(truth)), (r, c, False))[1]
+    confined = confine_removal(first.astype(np.float32), proposed, new_negative) > 0.5
     ys, xs = np.mgrid[: truth.shape[0], : truth.shape[1]]
     far = np.hypot(ys - r, xs - c) > 0.25 * min(truth.shape)
-    return float((second & region).sum() / region.sum()), float(((first != second) & far).sum() / truth.sum())
+    out = []
+    for second in (proposed > 0.5, confined):
+        out += [float((second & region).sum() / region.sum()), float(((first != second) & far).sum() / truth.sum())]
+    return tuple(out)
 
 
 def main() -> None:
@@ -98,10 +108,10 @@ def main() -> None:
         "per_folder": {k: {"objects": len(v), "iou_after_clicks": np.mean(v, axis=0).round(3).tolist(),
                            "median_after_1": round(float(np.median([r[0] for r in v])), 3)}
                        for k, v in sorted(rows.items())},
-        "negative_click": {"cases": len(negatives),
-                           "spill_left": round(float(np.mean([n[0] for n in negatives])), 3) if negatives else math.nan,
-                           "far_change_per_object_area": round(float(np.mean([n[1] for n in negatives])), 4)
-                           if negatives else math.nan},
+        "negative_click": {"cases": len(negatives), **{
+            f"{key}{suffix}": round(float(np.mean([n[i + offset] for n in negatives])), 4) if negatives else math.nan
+            for suffix, offset in (("_network", 0), ("_session", 2))
+            for i, key in enumerate(("spill_left", "far_change_per_object_area"))}},
     }
     print(json.dumps(result, indent=2))
     if args.json:

@@ -223,16 +223,20 @@ def _cmd_interactive_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, load_interactive_model
+    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models
 
-    model, config = load_interactive_model(args.checkpoint)
-    session_config = InteractiveConfig(memory=config.inference.memory, prior=args.prior,
-                                       max_short_side=args.short_side or config.inference.max_short_side)
-    summary = evaluate_interactive(args.davis, sequences,
-                                   lambda frames: InteractiveSession(frames, model=model, config=session_config),
+    short_side = args.short_side or InteractiveConfig().max_short_side
+    models = interactive_models(args.checkpoint, short_side=short_side)
+
+    def session(frames) -> InteractiveSession:
+        model, config = models(frames)
+        session_config = InteractiveConfig(memory=config.inference.memory, prior=args.prior, max_short_side=short_side)
+        return InteractiveSession(frames, model=model, config=session_config)
+
+    summary = evaluate_interactive(args.davis, sequences, session,
                                    max_interactions=args.max_interactions, max_time=args.max_time,
                                    first_scribbles_dirs=args.scribbles)
-    summary["processing_short_side"] = session_config.max_short_side
+    summary["processing_short_side"] = short_side
     summary["prior"] = args.prior
     print(format_summary(summary))
     if args.json:
@@ -342,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     ie.add_argument("--davis", required=True, metavar="ROOT",
                     help="DAVIS folder: JPEGImages/480p, Annotations/480p, ImageSets/train.txt")
     ie.add_argument("--sequences", nargs="+", metavar="SEQ", help="sequences (default: the last 6 of ImageSets/train.txt)")
-    ie.add_argument("--checkpoint", help="model weights (default: the shipped interactive model)")
+    ie.add_argument("--checkpoint", help="propagation model: weights or preset (default: frozen-key-lite0-fast)")
     ie.add_argument("--max-interactions", type=int, default=8, metavar="N", help="rounds per sequence (default 8)")
     ie.add_argument("--max-time", type=float, metavar="SECONDS",
                     help="model time allowed per object of a sequence; a round ending later is not scored (default: none)")
@@ -350,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folders holding Scribbles/<seq>/001.json first scribbles (default: the robot draws the first)")
     ie.add_argument("--short-side", type=int, metavar="PIXELS",
                     help="process frames downsized to this short side (default 480); masks are scored at full size")
-    ie.add_argument("--prior", choices=("network", "grabcut", "paint"), default="grabcut",
-                    help="the annotated frame's mask from strokes: the interaction network, or a guess (GrabCut, "
-                         "painting) refined by the memory network (default grabcut)")
+    ie.add_argument("--prior", choices=("network", "grabcut", "paint"), default="network",
+                    help="the annotated frame's mask from strokes: the interaction network (default), or a guess "
+                         "(GrabCut, painting) refined by the memory network")
     ie.add_argument("--json", metavar="OUT.json", help="write the summary, curve and per-sequence rounds as JSON")
     ie.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ie.set_defaults(func=_cmd_interactive_eval)
@@ -365,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--allow-host", action="append", metavar="NAME",
                      help="also answer requests addressed to this host name (e.g. behind a proxy); '*' for any. "
                           "Default: loopback names, the --host address, and this machine's names when --host is 0.0.0.0")
-    app.add_argument("--checkpoint", help="model weights (default: the shipped interactive model)")
+    app.add_argument("--checkpoint", help="propagation model: weights or preset (default: frozen-key-lite0-fast)")
     app.add_argument("--short-side", type=int, metavar="PIXELS", help="process frames downsized to this (default 480)")
     app.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     app.add_argument("--max-upload-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32)")

@@ -92,7 +92,7 @@ def create_app(roots: Roots | Sequence[str | Path], factory: SessionFactory | No
                heartbeat: float = 5.0, max_upload: int = DEFAULT_MAX_UPLOAD, max_sessions: int = 8,
                allowed_hosts: Sequence[str] | None = None, session_timeout: float = 1800.0) -> FastAPI:
     """The FastAPI app serving ``roots``; ``factory(frames)`` makes each InteractiveSession
-    (default: the shipped interactive model, loaded on first use). Requests whose ``Host`` is
+    (default: the shipped fast model and interaction network, loaded on first use). Requests whose ``Host`` is
     not in ``allowed_hosts`` (default: this machine's loopback names; ``"*"``: any) are refused."""
     roots = roots if isinstance(roots, Roots) else Roots(list(roots))
     state = AppState(factory or default_factory(), heartbeat=heartbeat, max_sessions=max_sessions,

@@ -314,17 +314,15 @@ class AppState:
 
 def default_factory(checkpoint: str | None = None, short_side: int | None = None,
                     device: str = "cpu") -> SessionFactory:
-    """Sessions on the shipped interactive model (or ``checkpoint``), loaded once on first use."""
-    loaded: list = []
-    lock = threading.Lock()
+    """Sessions on the shipped model for their frame size and the interaction network (or
+    ``checkpoint``), each model loaded once, on first use."""
+    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models
+
+    processing = short_side or InteractiveConfig().max_short_side
+    models = interactive_models(checkpoint, device, processing)
 
     def make(frames):
-        from memvos.inference.interactive import InteractiveConfig, InteractiveSession, load_interactive_model
-
-        with lock:
-            if not loaded:
-                loaded.append(load_interactive_model(checkpoint, device))
-        model, config = loaded[0]
+        model, config = models(frames)
         session_config = InteractiveConfig(memory=config.inference.memory, device=device,
                                            max_short_side=short_side or config.inference.max_short_side)
         return InteractiveSession(frames, model=model, config=session_config)

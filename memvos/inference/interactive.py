@@ -41,6 +41,7 @@ from memvos.model.frozen_key import STROKE_CHANNELS
 from memvos.model.modules import channel_argmax
 
 PRIORS = ("network", "grabcut", "paint")
+CLICK_MIN_SIDE = 256  # the interaction network sees small frames upscaled to this short side (best of 160-320 on small synthetic clips)
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | threading.Event
 
@@ -57,7 +58,7 @@ class InteractiveConfig:
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
-    prior: str = "grabcut"
+    prior: str = "network"
     grabcut_iterations: int = 3
     interaction_weights: str | None = None
     undo_depth: int = 32  # interactions that can be undone (each keeps the masks it replaced)
@@ -92,12 +93,32 @@ class _State:
         return _State(self.ids, dict(self.probs), dict(self.annotations))
 
 
-def load_interactive_model(source: str | Path | None = None, device: str = "cpu"):
-    """The model an interactive session runs: a checkpoint, else the shipped interactive model
-    (trained with strokes as memory-encoder inputs; see ``default_interactive_source``)."""
+def load_interactive_model(source: str | Path | None = None, device: str = "cpu",
+                           frame_size: tuple[int, int] | None = None):
+    """The model an interactive session propagates with: a checkpoint or preset, else the shipped
+    model for frames processed at ``frame_size`` (``default_interactive_source``)."""
     from memvos.model.factory import default_interactive_source, load_model
 
-    return load_model(source or default_interactive_source(), device)
+    return load_model(source or default_interactive_source(frame_size), device)
+
+
+def interactive_models(source: str | Path | None = None, device: str = "cpu", short_side: int | None = 480):
+    """frames -> (model, config) for sessions on them, each model loaded once (the default
+    depends on the processing size, so small frames get the stride-8 model)."""
+    loaded: dict[str, tuple] = {}
+    lock = threading.Lock()
+
+    def for_frames(frames) -> tuple:
+        from memvos.model.factory import default_interactive_source
+
+        size = processing_size(*frames[0].shape[:2], short_side) if len(frames) else None
+        key = str(source or default_interactive_source(size))
+        with lock:
+            if key not in loaded:
+                loaded[key] = load_interactive_model(key, device)
+        return loaded[key]
+
+    return for_frames
 
 
 class InteractiveSession:
@@ -107,7 +128,9 @@ class InteractiveSession:
         """``model``: any engine model (default: ``load_interactive_model()``); models built with
         ``scribbles: true`` also get the strokes as memory-encoder inputs."""
         if model is None:
-            model, memvos_config = load_interactive_model()
+            size = processing_size(*frames[0].shape[:2], (config or InteractiveConfig()).max_short_side) \
+                if len(frames) else None
+            model, memvos_config = load_interactive_model(frame_size=size)
         self.model = model
         self.config = config or InteractiveConfig(
             memory=memvos_config.inference.memory if memvos_config is not None else MemoryPolicy())
@@ -124,6 +147,7 @@ class InteractiveSession:
         self._redo: list[tuple[_State, set[int] | None]] = []
         self._busy = threading.Lock()
         self._clicker = None  # the interaction network, loaded on first use
+        self._latest: tuple[int, np.ndarray, np.ndarray] | None = None  # (object, positive, negative) just given
         self._click_features: tuple[int, tuple[Tensor, ...]] | None = None  # (frame, backbone features)
 
     # ---- what the user sees -----------------------------------------------------------------
@@ -180,6 +204,7 @@ class InteractiveSession:
         if positive is None and negative is None and clicks is None and mask is None:
             raise InputError(None, "interact needs strokes, clicks or a mask")
         pos, neg = self._user_strokes(positive, negative, clicks)
+        self._latest = (int(object_id), pos, neg)  # what this interaction adds (a negative-only one is local)
         inside = None if mask is None else _resize_mask(self._check_map(mask, "mask"), self.size)
         self._open_round()  # only once the input is known to be good
         state = self._state
@@ -305,7 +330,11 @@ class InteractiveSession:
                     negative = negative | torch.from_numpy(s[0])
             guess = objects[k]
             if self.config.prior == "network":
-                guess = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy())
+                proposed = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy())
+                latest = self._latest
+                if latest is not None and latest[0] == obj and latest[2].any() and not latest[1].any():
+                    proposed = torch.from_numpy(confine_removal(guess.numpy(), proposed.numpy(), latest[2]))
+                guess = proposed
             elif self.config.prior == "grabcut" and bool(positive.any()):
                 image = self._bgr(frame) if image is None else image
                 guess = torch.from_numpy(grabcut_prior(image, guess.numpy(), positive.numpy(), negative.numpy(),
@@ -319,15 +348,28 @@ class InteractiveSession:
         return _normalise(torch.cat([background, objects]))
 
     def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray) -> Tensor:
-        """The interaction network's (h, w) probability of one object on ``frame``."""
+        """The interaction network's (h, w) probability of one object on ``frame``, run with the
+        frame's short side at least ``CLICK_MIN_SIDE`` (it trained on 320-pixel crops of 384p images)."""
         if self._clicker is None:
             from memvos.model.interaction import load_click_to_mask, shipped_interaction_weights
 
             self._clicker = load_click_to_mask(self.config.interaction_weights or shipped_interaction_weights(),
                                                self.config.device)
+        h, w = self.size
+        factor = max(1.0, CLICK_MIN_SIDE / min(h, w))
+        work = (round(h * factor), round(w * factor))
         if self._click_features is None or self._click_features[0] != frame:
-            self._click_features = (frame, self._clicker.features(self._rgb(frame)))
-        return self._clicker.predict(self._click_features[1], positive, negative, current).cpu()
+            rgb = self._rgb(frame)
+            if work != (h, w):
+                rgb = F.interpolate(rgb, size=work, mode="bilinear", align_corners=False)
+            self._click_features = (frame, self._clicker.features(rgb))
+        if work != (h, w):
+            positive, negative = _resize_bool(positive, work), _resize_bool(negative, work)
+            current = cv2.resize(current, work[::-1], interpolation=cv2.INTER_LINEAR)
+        prob = self._clicker.predict(self._click_features[1], positive, negative, current).cpu()
+        if work != (h, w):
+            prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        return prob
 
     # ---- propagation --------------------------------------------------------------------------
     def _directions(self, t: int) -> list[tuple[int, int]]:
@@ -443,6 +485,18 @@ class InteractiveSession:
     def _stroke_arg(self, strokes: Tensor) -> dict:
         """Only models with stroke inputs take them (the semi-supervised model is driven too)."""
         return {"strokes": strokes} if getattr(getattr(self.model, "config", None), "scribbles", False) else {}
+
+
+def confine_removal(current: np.ndarray, proposed: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """A negative-only interaction removes what it touches and nothing else: of the pixels the
+    network would drop from the object, only the connected parts that touch the new negative
+    marks go; everywhere else the object keeps its current probability, and nothing is added.
+    All (h, w): probabilities ``current`` and ``proposed``, bool ``negative``."""
+    dropped = (current > 0.5) & (proposed <= 0.5)
+    _, parts = cv2.connectedComponents(dropped.astype(np.uint8), connectivity=8)
+    touched = np.unique(parts[negative & dropped])
+    removed = np.isin(parts, touched[touched > 0])
+    return np.where(removed | negative, np.minimum(proposed, current), current).astype(np.float32)
 
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -131,10 +131,13 @@ def default_model_source(frame_size: tuple[int, int] | None = None) -> str:
     return str(shipped_weights("frozen-key-lite0") or DEFAULT_TRAINING_FREE)
 
 
-def default_interactive_source() -> str:
-    """The shipped interactive model (stroke maps as memory-encoder inputs) if present, else
-    the semi-supervised default, which then sees strokes only through the mask prior."""
-    return str(shipped_weights("frozen-key-lite0-interactive") or default_model_source())
+def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
+    """The model interactive sessions propagate with: ``memvos segment``'s default for frames of
+    ``frame_size`` (the fast stride-16 model from 480p up, so a round on a 480p video takes
+    seconds; the stride-8 one for small frames). The annotated frame's mask comes from the
+    interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
+    beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
+    return default_model_source(frame_size)
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",

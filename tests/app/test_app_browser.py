@@ -200,3 +200,62 @@ def test_scribble_propagate_correct_export_in_chromium(tree, shipped, clip, long
         browser.close()
     assert requests and all(r.startswith((url, "blob:")) for r in requests), \
         [r for r in requests if not r.startswith(url)]
+
+
+def test_one_click_negative_click_undo_reload_propagate_export(tree, shipped, clip, tmp_path):
+    """The first touch: one click gives the object (IoU >= 0.8 against the clip's known mask); a
+    negative click removes what it touches and nothing far away; undo takes back that click
+    only; a reload finds the session; propagation and export work from there."""
+    from memvos.train.interaction import deepest_point
+
+    app = create_app([tree.root], session_factory(*shipped), heartbeat=2.0)
+    with served(app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(url + "/")
+        page.click("#files li[data-path$='/clip.mp4']")
+        page.wait_for_function("document.getElementById('overlay-canvas').dataset.frame === '0'")
+        video = next(s for s in app.state.memvos.sessions.values() if s.path.name == "clip.mp4")
+        truth = clip.labels[0] == 1
+
+        page.check("input[name=tool][value=click]")
+        r, c = deepest_point(truth)
+        interact(page, lambda: drag(page, [[float(c), float(r)]], steps=0))
+        one = video.interactive.mask(0)
+        assert jaccard(one == 1, truth) >= 0.8
+
+        # a negative click (shift) on the object's edge: that part goes, far pixels stay
+        edge = np.argwhere(truth & ~cv2.erode(truth.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool))
+        er, ec = edge[len(edge) // 2]
+        page.keyboard.down("Shift")
+        interact(page, lambda: drag(page, [[float(ec), float(er)]], steps=0))
+        page.keyboard.up("Shift")
+        two = video.interactive.mask(0)
+        assert two[er, ec] != 1 and (one == 1).sum() > (two == 1).sum()
+        ys, xs = np.mgrid[: truth.shape[0], : truth.shape[1]]
+        far = np.hypot(ys - er, xs - ec) > 40
+        assert ((one != two) & far).sum() == 0
+        marks = np.asarray(Image.open(io.BytesIO(page.request.get(url + f"/api/sessions/{video.id}/marks/0.png").body())))
+        assert marks[er, ec, 0] > 200 and marks[r, c, 1] > 200  # both clicks stay drawn: red and green
+
+        with page.expect_response(lambda resp: resp.url.endswith("/undo")):
+            page.click("#undo")
+        np.testing.assert_array_equal(video.interactive.mask(0), one)  # that click only
+
+        page.reload()
+        page.wait_for_function("document.getElementById('video-name').textContent.startsWith('clip.mp4') && "
+                               "document.getElementById('overlay-canvas').dataset.frame === '0'")
+        assert page.locator("#objects li").count() == 1 and not page.is_disabled("#redo")
+        run_and_wait(page)
+        with page.expect_download() as download:
+            page.click("#export")
+        archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+        masks = np.stack([np.asarray(Image.open(archive.open(f"masks/{t:05d}.png"))) for t in range(8)])
+        np.testing.assert_array_equal(masks[0] == 1, one == 1)
+        assert np.mean([jaccard(m == 1, g == 1) for m, g in zip(masks, clip.labels)]) > 0.5
+        assert not errors, errors
+        browser.close()

@@ -230,21 +230,19 @@ def test_bad_input_leaves_nothing_to_undo(clip, model):
     assert not session.undo() and session.object_ids == ()
 
 
-def test_the_default_interactive_model_is_the_shipped_stroke_model(monkeypatch, tmp_path):
-    """The package ships interactive weights whose memory encoder takes the stroke maps; without
-    that file the session falls back to the semi-supervised default."""
+def test_sessions_default_to_the_fast_model_and_the_interaction_network():
+    """Interactive sessions propagate with the fast stride-16 model (seconds per round) and make the
+    annotated frame's mask with the shipped interaction network; the stroke-conditioned model
+    stays loadable by name."""
     from memvos.inference import interactive
     from memvos.model import factory
+    from memvos.model.interaction import shipped_interaction_weights
 
-    assert factory.DEFAULT_INTERACTIVE_WEIGHTS.is_file()
     model, config = interactive.load_interactive_model()
-    assert isinstance(model, FrozenKeySTM) and model.config.scribbles
-    assert config.model["scribbles"] is True
-
-    monkeypatch.setattr(factory, "DEFAULT_INTERACTIVE_WEIGHTS", tmp_path / "missing.safetensors")
-    assert factory.default_interactive_source() == factory.default_model_source()
-    fallback, _ = interactive.load_interactive_model()
-    assert not fallback.config.scribbles
+    assert config.name == "frozen-key-lite0-fast" and model.config.output_stride == 16
+    assert InteractiveConfig().prior == "network" and shipped_interaction_weights().is_file()
+    stroke_model, _ = interactive.load_interactive_model("frozen-key-lite0-interactive")
+    assert stroke_model.config.scribbles and factory.DEFAULT_INTERACTIVE_WEIGHTS.is_file()
 
 
 def test_an_interactive_stm_network_takes_the_same_stroke_input(clip):
@@ -262,11 +260,14 @@ def test_an_interactive_stm_network_takes_the_same_stroke_input(clip):
     assert session.masks().shape == (4, *clip.labels[0].shape)
 
 
-def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, model, tmp_path):
+def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, model, tmp_path, monkeypatch):
     """With prior='network' the annotated frame's mask is the interaction network's output (strokes
-    enforced), computed from the frame, the marks and the object's current mask."""
+    enforced), computed from the frame, the marks and the object's current mask (here at the
+    frame's own size; small frames are otherwise upscaled for it first)."""
+    from memvos.inference import interactive
     from memvos.model.interaction import InteractionNet, InteractionNetConfig, load_click_to_mask, save_interaction_net
 
+    monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
     torch.manual_seed(1)
     save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), tmp_path / "net.safetensors")
     session = session_for(clip, model, prior="network", interaction_weights=str(tmp_path / "net.safetensors"))
@@ -281,3 +282,19 @@ def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, m
     expected = (expected > 0.5).numpy() | pos
     assert (labels == 1).tolist() == expected.tolist()
     assert session.undo() and not session.masks().any()
+
+
+def test_a_negative_only_interaction_removes_only_what_it_touches():
+    from memvos.inference.interactive import confine_removal
+
+    current = np.zeros((20, 40), np.float32)
+    current[5:15, 2:12] = 0.9  # part A, where the negative click lands
+    current[5:15, 25:35] = 0.8  # part B, far away
+    proposed = np.zeros_like(current)
+    proposed[0:3, 15:20] = 1.0  # the network would also add something
+    negative = np.zeros(current.shape, bool)
+    negative[9:11, 6:8] = True
+    out = confine_removal(current, proposed, negative)
+    assert (out[5:15, 2:12] == 0).all()  # A goes: it touches the click
+    np.testing.assert_array_equal(out[5:15, 25:35], current[5:15, 25:35])  # B stays
+    assert (out[0:3, 15:20] == 0).all()  # nothing is added

@@ -351,7 +351,7 @@ function framePoint(event) {
 function canEdit() {
   if (!S.session || running()) { setStatus(running() ? "wait for the propagation or cancel it" : "", running()); return false; }
   if (!S.selected) { setStatus("add an object first", true); return false; }
-  return !S.busy;
+  return true;
 }
 
 function onPointerDown(event) {
@@ -410,9 +410,16 @@ function clearDrawing() {
   canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
 }
 
-async function send(inputs) {
-  S.busy = true;
+function send(inputs) {
+  // Interactions go to the server one after another, in the order made: a quick second click
+  // waits for the first instead of being lost. Frame and object are those at the click.
   const frame = S.t, object = S.selected;
+  S.pending = (S.pending || Promise.resolve()).then(() => sendNow(frame, object, inputs));
+  return S.pending;
+}
+
+async function sendNow(frame, object, inputs) {
+  S.busy = true;
   setStatus("segmenting…");
   try {
     const status = await apiJson("POST", sessionUrl("/interact"), { frame, object_id: object, ...inputs });
@@ -420,7 +427,7 @@ async function send(inputs) {
     await refreshOverlay();
     setStatus(`object ${object} updated on frame ${frame + 1}; propagate to spread it`);
   } catch (err) { setStatus(err.message, true); }
-  finally { S.busy = false; clearDrawing(); }
+  finally { S.busy = false; if (!S.drawing) clearDrawing(); }
 }
 
 async function uploadMask(file) {
