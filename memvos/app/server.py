@@ -295,19 +295,11 @@ def _interaction_routes(app: FastAPI, state: AppState) -> None:
 
     @app.post("/api/sessions/{sid}/undo")
     def undo(sid: str) -> dict:
-        session = _session(state, sid)
-        with session.exclusive():
-            undone = session.interactive.undo()
-            session.changed()
-        return {"undone": undone, **session.status()}
+        return _history(_session(state, sid), "undo")
 
     @app.post("/api/sessions/{sid}/redo")
     def redo(sid: str) -> dict:
-        session = _session(state, sid)
-        with session.exclusive():
-            redone = session.interactive.redo()
-            session.changed()
-        return {"redone": redone, **session.status()}
+        return _history(_session(state, sid), "redo")
 
     @app.delete("/api/sessions/{sid}/objects/{object_id}")
     def remove_object(sid: str, object_id: int) -> dict:
@@ -316,6 +308,14 @@ def _interaction_routes(app: FastAPI, state: AppState) -> None:
             session.interactive.remove_object(object_id)
             session.changed()
         return session.status()
+
+
+def _history(session: AppSession, action: str) -> dict:
+    """Undo or redo one interaction: ``{"undone"|"redone": bool, **status}``."""
+    with session.exclusive():
+        done = getattr(session.interactive, action)()
+        session.changed()
+    return {f"{action}ne": done, **session.status()}
 
 
 def _click(values: list[float]) -> tuple[float, float, bool]:

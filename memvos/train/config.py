@@ -176,5 +176,15 @@ def load_train_config(path: str | Path, data_root: str | Path | None = None) -> 
         raise InputError(path, str(err)) from None
 
 
+def data_kind(path: str | Path) -> str | None:
+    """``data.kind`` of a training YAML (``reid`` and ``interaction`` stages have their own
+    loaders), or None when it cannot be read."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text().replace(DATA_ROOT_TOKEN, "data")) or {}
+        return (raw.get("data") or {}).get("kind") if isinstance(raw, dict) else None
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

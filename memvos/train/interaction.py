@@ -34,7 +34,7 @@ from memvos.data.scribbles import click_disks, random_walk_stroke, skeleton_stro
 from memvos.data.static_clips import ClipAugment, random_affine
 from memvos.errors import InputError
 from memvos.model.interaction import InteractionNet, InteractionNetConfig, guidance_planes, save_interaction_net
-from memvos.train.config import DATA_ROOT_TOKEN, read_yaml_text
+from memvos.train.config import data_kind, read_yaml_text
 from memvos.train.data import image_mask_pairs, sample_rng
 from memvos.train.feature_cache import CachedImage, FeatureCache, warp_view
 
@@ -69,11 +69,7 @@ class InteractionTrainConfig:
 
 
 def is_interaction_config(path: str | Path) -> bool:
-    try:
-        raw = yaml.safe_load(Path(path).read_text().replace(DATA_ROOT_TOKEN, "data")) or {}
-        return isinstance(raw, dict) and (raw.get("data") or {}).get("kind") == "interaction"
-    except (OSError, yaml.YAMLError, AttributeError):
-        return False
+    return data_kind(path) == "interaction"
 
 
 def load_interaction_config(path: str | Path, data_root: str | Path | None = None) -> InteractionTrainConfig:

@@ -33,7 +33,7 @@ from memvos.data.masks import read_mask
 from memvos.errors import InputError
 from memvos.inference.core import processing_size
 from memvos.inference.reid import EMBED_DIM, Projection, region_descriptor, reid_inputs, save_projection
-from memvos.train.config import DATA_ROOT_TOKEN, read_yaml_text
+from memvos.train.config import data_kind, read_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,7 @@ def load_reid_config(path: str | Path, data_root: str | Path | None = None) -> R
 
 
 def is_reid_config(path: str | Path) -> bool:
-    try:
-        raw = yaml.safe_load(Path(path).read_text().replace(DATA_ROOT_TOKEN, "data")) or {}
-        return isinstance(raw, dict) and (raw.get("data") or {}).get("kind") == "reid"
-    except (OSError, yaml.YAMLError, AttributeError):
-        return False
+    return data_kind(path) == "reid"
 
 
 # ---- region descriptors ----------------------------------------------------------------------

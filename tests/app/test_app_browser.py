@@ -76,18 +76,25 @@ def run_and_wait(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector(f"#progress-text[data-state=finished][data-run='{run}']", timeout=timeout_ms)
 
 
+def open_page(playwright, url: str, requests: list[str] | None = None):
+    """Headless Chromium on the app: (browser, context, page, page errors seen)."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    context = browser.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
+    if requests is not None:
+        context.on("request", lambda request: requests.append(request.url))
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url + "/")
+    return browser, context, page, errors
+
+
 def test_scribble_propagate_correct_export_in_chromium(tree, shipped, clip, long_clip, tmp_path):
     app = create_app([tree.root], session_factory(*shipped, delay=0.1), heartbeat=1.0)
     requests: list[str] = []
     with served(app) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
-        context.on("request", lambda request: requests.append(request.url))
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(url + "/")
+        browser, context, page, errors = open_page(playwright, url, requests)
 
         # open the synthetic video and mark both objects on frame 0
         page.click("#files li[data-path$='/clip.mp4']")
@@ -210,13 +217,7 @@ def test_one_click_negative_click_undo_reload_propagate_export(tree, shipped, cl
 
     app = create_app([tree.root], session_factory(*shipped), heartbeat=2.0)
     with served(app) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(url + "/")
+        browser, _, page, errors = open_page(playwright, url)
         page.click("#files li[data-path$='/clip.mp4']")
         page.wait_for_function("document.getElementById('overlay-canvas').dataset.frame === '0'")
         video = next(s for s in app.state.memvos.sessions.values() if s.path.name == "clip.mp4")

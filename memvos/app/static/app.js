@@ -14,7 +14,6 @@ const S = {
   events: null,
   drawing: null,        // the stroke being drawn: {kind, points}
   frameToken: 0,
-  overlayToken: 0,
   busy: false,          // an interaction request is in flight
   canUndo: false,
   canRedo: false,
@@ -306,34 +305,29 @@ async function showFrame(t) {
   await overlay;
 }
 
-async function refreshOverlay() {
-  if (!S.session) return;
-  const t = S.t;
-  const token = ++S.overlayToken;
-  try {
-    const image = await loadImage(sessionUrl(`/overlays/${t}.png?v=${S.version}`));
-    if (token !== S.overlayToken || t !== S.t) return;
-    const context = $("overlay-canvas").getContext("2d");
-    context.clearRect(0, 0, context.canvas.width, context.canvas.height);
-    context.drawImage(image, 0, 0);
-    $("overlay-canvas").dataset.frame = String(t);
-    $("overlay-canvas").dataset.version = String(S.version);
-  } catch (err) { /* a newer request replaces it */ }
+function refreshOverlay() {
+  return drawLayer("overlay-canvas", "overlays");  // the masks
 }
 
-async function refreshMarks() {
-  // The open round's strokes and clicks on this frame stay drawn until it is propagated.
+function refreshMarks() {
+  return drawLayer("marks-canvas", "marks");  // the open round's strokes and clicks, until it is propagated
+}
+
+async function drawLayer(canvasId, kind) {
+  // Draw the server's RGBA layer of the frame shown; a newer request for the same layer wins.
   if (!S.session) return;
   const t = S.t;
-  const token = (S.marksToken = (S.marksToken || 0) + 1);
+  S.tokens = S.tokens || {};
+  const token = (S.tokens[canvasId] = (S.tokens[canvasId] || 0) + 1);
   try {
-    const image = await loadImage(sessionUrl(`/marks/${t}.png?v=${S.version}`));
-    if (token !== S.marksToken || t !== S.t) return;
-    const context = $("marks-canvas").getContext("2d");
-    context.clearRect(0, 0, context.canvas.width, context.canvas.height);
+    const image = await loadImage(sessionUrl(`/${kind}/${t}.png?v=${S.version}`));
+    if (token !== S.tokens[canvasId] || t !== S.t) return;
+    const canvas = $(canvasId);
+    const context = canvas.getContext("2d");
+    context.clearRect(0, 0, canvas.width, canvas.height);
     context.drawImage(image, 0, 0);
-    $("marks-canvas").dataset.frame = String(t);
-    $("marks-canvas").dataset.version = String(S.version);
+    canvas.dataset.frame = String(t);
+    canvas.dataset.version = String(S.version);
   } catch (err) { /* a newer request replaces it */ }
 }
 
