@@ -28,15 +28,15 @@ import cv2
 import numpy as np
 import torch
 
-from memvos.data.masks import object_ids
 from memvos.inference.interactive import confine_removal
-from memvos.model.interaction import guidance_planes, load_click_to_mask, shipped_interaction_weights
+from memvos.model.interaction import load_click_to_mask, shipped_interaction_weights
 from memvos.train.interaction import (
     InteractionSamples,
     add_click,
     build_cache,
     click_ious,
     deepest_point,
+    held_out_objects,
     load_interaction_config,
 )
 
@@ -82,24 +82,12 @@ def main() -> None:
     cache = build_cache(cfg)
     held = InteractionSamples(cfg, cache, held_out=True)
     rows: dict[str, list[list[float]]] = {}
-    negatives: list[tuple[float, float]] = []
-    for image_path, mask_path in held.pairs:
-        image = cache.get(image_path, mask_path)
-        features = tuple(f[None].float() for f in image.features)
-
-        def predict(positive, negative, current, features=features):
-            planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
-            with torch.no_grad():
-                return torch.sigmoid(net(features, planes))[0, 0].numpy()
-
-        for obj in object_ids(image.labels):
-            truth = image.labels == obj
-            if truth.mean() < 0.01:
-                continue
-            rows.setdefault(image_path.parent.parent.name, []).append(click_ious(predict, truth, 3))
-            effect = negative_click_effect(predict, truth)
-            if effect is not None:
-                negatives.append(effect)
+    negatives: list[tuple[float, ...]] = []
+    for folder, truth, predict in held_out_objects(net, cfg, cache):
+        rows.setdefault(folder, []).append(click_ious(predict, truth, 3))
+        effect = negative_click_effect(predict, truth)
+        if effect is not None:
+            negatives.append(effect)
     every = [r for v in rows.values() for r in v]
     result = {
         "images": len(held.pairs), "objects": len(every),

@@ -312,10 +312,11 @@ def _interaction_routes(app: FastAPI, state: AppState) -> None:
 
 def _history(session: AppSession, action: str) -> dict:
     """Undo or redo one interaction: ``{"undone"|"redone": bool, **status}``."""
+    step, key = {"undo": (session.interactive.undo, "undone"), "redo": (session.interactive.redo, "redone")}[action]
     with session.exclusive():
-        done = getattr(session.interactive, action)()
+        done = step()
         session.changed()
-    return {f"{action}ne": done, **session.status()}
+    return {key: done, **session.status()}
 
 
 def _click(values: list[float]) -> tuple[float, float, bool]:

@@ -345,29 +345,22 @@ def click_ious(predict, truth: np.ndarray, clicks: int = 3) -> list[float]:
     return ious
 
 
-def evaluate_held_out(net: InteractionNet, cfg: InteractionTrainConfig, cache: FeatureCache | None = None,
-                      clicks: int = 3, min_fraction: float = 0.01) -> dict[str, object]:
-    """Mean IoU after 1..``clicks`` clicks on every object (>= ``min_fraction`` of the image) of the
-    held-out images, whole images at the cache's size; also per root folder."""
-    cache = cache or build_cache(cfg)
-    data = InteractionSamples(cfg, cache, held_out=True)
+def held_out_objects(net: InteractionNet, cfg: InteractionTrainConfig, cache: FeatureCache,
+                     min_fraction: float = 0.01):
+    """Yield (folder name, truth, predict) for every object (>= ``min_fraction`` of its image) of
+    the held-out images, whole images at the cache's size; ``predict(positive, negative, current)``
+    is the network's (H, W) probability on that image (what ``click_ious`` drives)."""
     net.eval()
-    per_root: dict[str, list[list[float]]] = {}
-    for image_path, mask_path in data.pairs:
+    for image_path, mask_path in InteractionSamples(cfg, cache, held_out=True).pairs:
         image: CachedImage = cache.get(image_path, mask_path)
         features = tuple(f[None].float() for f in image.features)
+
+        def predict(positive, negative, current, features=features):
+            planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
+            with torch.no_grad():
+                return torch.sigmoid(net(features, planes))[0, 0].numpy()
+
         for obj in object_ids(image.labels):
             truth = image.labels == obj
-            if truth.mean() < min_fraction:
-                continue
-
-            def predict(positive, negative, current, features=features):
-                planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
-                with torch.no_grad():
-                    return torch.sigmoid(net(features, planes))[0, 0].numpy()
-
-            per_root.setdefault(image_path.parent.parent.name, []).append(click_ious(predict, truth, clicks))
-    every = [r for rows in per_root.values() for r in rows]
-    return {"objects": len(every), "images": len(data.pairs),
-            "iou": np.mean(every, axis=0).round(4).tolist() if every else [],
-            "per_root": {k: {"objects": len(v), "iou": np.mean(v, axis=0).round(4).tolist()} for k, v in per_root.items()}}
+            if truth.mean() >= min_fraction:
+                yield image_path.parent.parent.name, truth, predict
