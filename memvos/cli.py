@@ -187,6 +187,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         interaction = load_interaction_config(args.config, args.data_root)
         if args.out:
             interaction = dataclasses.replace(interaction, out=args.out)
+        if args.init:
+            interaction = dataclasses.replace(interaction, init=args.init)
         print(f"interaction network: {train_interaction(interaction, resume=args.resume)}")
         return 0
     config = load_train_config(args.config, args.data_root)

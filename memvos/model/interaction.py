@@ -145,13 +145,18 @@ def load_click_to_mask(path: str | Path, device: str = "cpu") -> ClickToMask:
     if not path.is_file():
         raise InputError(path, "interaction network weights not found")
     state = load_file(str(path), device="cpu")
-    config = InteractionNetConfig(**_read_config(path))
+    config = interaction_config_of(path)
     backbone = build_backbone(config.backbone, output_stride=16, pretrained=True)
     net = InteractionNet(config, channels=backbone.channels)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     model = ClickToMask(net, backbone).eval().to(device)
     model.requires_grad_(False)
     return model
+
+
+def interaction_config_of(path: str | Path) -> InteractionNetConfig:
+    """The network config saved with interaction weights."""
+    return InteractionNetConfig(**_read_config(Path(path)))
 
 
 def _read_config(path: Path) -> dict:

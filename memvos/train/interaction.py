@@ -47,6 +47,7 @@ WEIGHTS_NAME = "model.safetensors"
 class InteractionTrainConfig:
     roots: list[str] = field(default_factory=list)  # static image folders (images/, masks/)
     out: str = "runs/interaction"
+    init: str | None = None  # start from these interaction weights (a longer run continuing a shorter one)
     feature_cache: str = "runs/feature-cache"
     cache_short_side: int = 384
     crop: int = 320
@@ -80,7 +81,7 @@ def load_interaction_config(path: str | Path, data_root: str | Path | None = Non
         data, train = dict(raw.get("data") or {}), dict(raw.get("train") or {})
         if data.pop("kind", None) != "interaction":
             raise ValueError("not an interaction training config (data.kind: interaction)")
-        values = {"out": raw.get("out", f"runs/{path.stem}"), **data, **train}
+        values = {"out": raw.get("out", f"runs/{path.stem}"), "init": raw.get("init"), **data, **train}
         names = {f.name for f in dataclasses.fields(InteractionTrainConfig)}
         unknown = set(values) - names
         if unknown:
@@ -288,6 +289,8 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
+    elif cfg.init:
+        net.load_state_dict(_initial_weights(cfg.init, net.config))
     log_path = out / "log.jsonl"
 
     def batches():
@@ -324,6 +327,21 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
     weights = out / WEIGHTS_NAME
     save_interaction_net(net, weights)
     return weights
+
+
+def _initial_weights(path: str | Path, config: InteractionNetConfig) -> dict[str, Tensor]:
+    """The state dict of interaction weights to start from, checked against the network's config."""
+    from safetensors.torch import load_file
+
+    from memvos.model.interaction import interaction_config_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "init weights not found")
+    saved = interaction_config_of(path)
+    if saved != config:
+        raise InputError(path, f"init weights are of another interaction network ({saved}, not {config})")
+    return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
 # ---- evaluation -----------------------------------------------------------------------------------

@@ -3,12 +3,20 @@ tiny run that resumes, and the exported weights loading for inference."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from memvos.errors import InputError
-from memvos.model.interaction import InteractionNet, InteractionNetConfig, guidance_planes, load_click_to_mask
+from memvos.model.interaction import (
+    InteractionNet,
+    InteractionNetConfig,
+    guidance_planes,
+    load_click_to_mask,
+    save_interaction_net,
+)
 from memvos.train.interaction import (
     add_click,
     click_ious,
@@ -152,3 +160,20 @@ def test_a_tiny_run_resumes_and_its_weights_load_for_inference(tmp_path):
     with torch.no_grad():
         expected = torch.sigmoid(reference(model.features(rgb), planes))[0, 0]
     assert torch.allclose(prob, expected, atol=2e-3)  # fp16 weights: the same network
+
+
+def test_a_run_starts_from_saved_weights_and_refuses_another_networks(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(3)
+    start = tmp_path / "start.safetensors"
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), start)
+    cfg = dataclasses.replace(load_interaction_config(tiny_run(tmp_path, 1)), init=str(start), lr=0.0)
+    weights = train_interaction(cfg)  # a step at learning rate 0 leaves the start as it was
+    saved, trained = load_file(str(start)), load_file(str(weights))
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+
+    other = tmp_path / "other.safetensors"
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=32)), other)
+    with pytest.raises(InputError, match="other.safetensors: init weights are of another interaction network"):
+        train_interaction(dataclasses.replace(cfg, init=str(other), out=str(tmp_path / "run2")))
