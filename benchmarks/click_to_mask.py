@@ -4,7 +4,8 @@ click does.
 
 Usage:
     python benchmarks/click_to_mask.py [--weights memvos/weights/interaction-lite0.safetensors]
-        [--config configs/train/interaction.yaml] [--data ../shared/data] [--json OUT.json]
+        [--config configs/train/interaction.yaml] [--data ../shared/data] [--from-images [--mirror]]
+        [--json OUT.json]
 
 Clicks: the first at the object's deepest point (as a person clicks the middle of an object),
 then the click robot's (the deepest point of the larger error). Every object of at least 1% of
@@ -73,6 +74,10 @@ def main() -> None:
     parser.add_argument("--config", default="configs/train/interaction.yaml")
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-images", action="store_true",
+                        help="features from the images as a session computes them (default: the training cache's)")
+    parser.add_argument("--mirror", action="store_true", help="with --from-images: also read the mirror image, "
+                                                                "as sessions do (InteractiveConfig.mirror_clicks)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,7 +88,8 @@ def main() -> None:
     held = InteractionSamples(cfg, cache, held_out=True)
     rows: dict[str, list[list[float]]] = {}
     negatives: list[tuple[float, ...]] = []
-    for folder, truth, predict in held_out_objects(net, cfg, cache):
+    clicker = model if args.from_images or args.mirror else None
+    for folder, truth, predict in held_out_objects(net, cfg, cache, clicker=clicker, mirror=args.mirror):
         rows.setdefault(folder, []).append(click_ious(predict, truth, 3))
         effect = negative_click_effect(predict, truth)
         if effect is not None:

@@ -55,7 +55,7 @@ def main() -> None:
         if size not in models_by_size:
             scales = parse_scales(args.scales)
             models, config = load_models(args.checkpoint, args.config, "cpu",
-                                         frame_size=(min(scales),) * 2 if scales else size)
+                                         frame_size=(min(scales),) * 2 if scales else size, enlarge=not scales)
             override_read(models, mode=args.read)
             if scales:
                 config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, scales=scales))

@@ -97,7 +97,7 @@ def _segment_model(args: argparse.Namespace, device: str, frame_size: tuple[int,
     scales = parse_scales(args.scales)
     size = (min(scales),) * 2 if scales else frame_size  # the default model follows the processing size
     models, config = load_models(args.checkpoint, args.config, device, args.backbone_weights, args.precision,
-                                 frame_size=size)
+                                 frame_size=size, enlarge=not scales)
     override_read(models, mode=args.read)
     changes = {"device": device}
     if scales:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -60,18 +61,45 @@ def test_trained_presets_load_the_weights_memvos_ships():
     for key, value in learned.items():
         assert torch.equal(fast.state_dict()[key], value), key
 
+    # the weights carry their config: its inference section is the preset's (processing sizes included)
+    from memvos.model.factory import checkpoint_config
+
+    for name, path in (("frozen-key-lite0-fast", FAST_WEIGHTS), ("frozen-key-lite0", DEFAULT_WEIGHTS)):
+        carried, preset = checkpoint_config(path).inference, load_config(name).inference
+        assert dataclasses.replace(carried, device="cpu") == dataclasses.replace(preset, device="cpu"), name
+
 
 def test_default_model_depends_on_the_frame_size():
-    from memvos.model.factory import DEFAULT_WEIGHTS, FAST_MIN_SHORT_SIDE, FAST_WEIGHTS, default_model_source
+    from memvos.model.factory import (
+        DEFAULT_WEIGHTS,
+        FAST_WEIGHTS,
+        default_interactive_source,
+        default_model_source,
+    )
 
     assert default_model_source((480, 854)) == str(FAST_WEIGHTS)  # DAVIS 480p: the stride-16 network
     assert default_model_source((1080, 1920)) == str(FAST_WEIGHTS)  # processed downsized to 480p
-    assert default_model_source((FAST_MIN_SHORT_SIDE - 1, 854)) == str(DEFAULT_WEIGHTS)
-    assert default_model_source((854, 360)) == str(DEFAULT_WEIGHTS)  # portrait: the short side counts
+    assert default_model_source((240, 432)) == str(FAST_WEIGHTS)  # processed enlarged 2x, to 480p
+    assert default_model_source((854, 360)) == str(FAST_WEIGHTS)  # portrait: the short side counts
+    assert default_model_source((239, 426)) == str(DEFAULT_WEIGHTS)  # 2x would not reach 480p: stride 8
+    assert default_model_source((240, 432), enlarge=False) == str(DEFAULT_WEIGHTS)  # processed at 240 (--scales)
     assert default_model_source(None) == str(FAST_WEIGHTS)  # size unknown: what `memvos segment` runs at 480p
+    assert default_interactive_source((480, 854)) == str(FAST_WEIGHTS)
+    assert default_interactive_source((360, 640)) == str(DEFAULT_WEIGHTS)  # sessions never enlarge frames
     model, cfg = load_model(None, frame_size=(720, 1280))
     assert model.config.output_stride == 16 and cfg.name == load_checkpoint(FAST_WEIGHTS)[1].name
     assert load_model("frozen-key-lite0")[1].model["output_stride"] == 8
+
+
+def test_processing_size_downsizes_large_frames_and_enlarges_small_ones_at_most_2x():
+    from memvos.inference.core import processing_size
+
+    assert processing_size(1080, 1920, 480) == (480, 853)
+    assert processing_size(240, 432, 480) == (240, 432)  # no lower bound: as it is
+    assert processing_size(240, 432, 480, 480) == (480, 864)
+    assert processing_size(300, 200, 480, 480) == (600, 400)  # at most 2x: the short side stops at 400
+    assert processing_size(100, 150, 480, 480, max_upscale=3.0) == (300, 450)
+    assert processing_size(480, 854, 480, 480) == (480, 854)
 
 
 def test_stm_preset_without_checkpoint_is_refused():

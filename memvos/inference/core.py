@@ -13,6 +13,8 @@ averages probabilities; several models (an ensemble) average logits.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +31,7 @@ from memvos.model.instance_head import ObjectFeatureStats
 from memvos.model.precision import PRECISIONS
 
 EPS = 1e-7
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,13 +39,23 @@ class InferenceConfig:
     """How to run: memory policy, processing scales, flip.
 
     scales: short sides in pixels, one branch each (test-time multi-scale); None = the input's
-    own size, but no larger than ``max_short_side`` (large videos are processed downsized).
+    own size, but no larger than ``max_short_side`` (large videos are processed downsized) and,
+    with ``min_short_side``, no smaller than that, enlarged at most ``max_upscale`` times (small
+    videos are processed enlarged: a stride-16 network then still sees their objects in enough
+    cells; docs/validation.md). min_object_area: when the first mask holds an object smaller than
+    this many pixels at that size, the video is processed larger instead, so that the object
+    reaches it, up to ``max_short_side_small`` and never above the frame's own size (small
+    objects at 1080p vanish at 480p; docs/segment.md).
     """
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     scales: tuple[int | None, ...] = (None,)
     flip: bool = False
     max_short_side: int | None = 480
+    min_short_side: int | None = None
+    max_upscale: float = 2.0
+    min_object_area: int | None = None
+    max_short_side_small: int = 1080
     device: str = "cpu"
     reid: ReidConfig | None = None  # re-identify lost objects (None: off)
     precision: str = "auto"  # auto | float32 | bfloat16: applied when a model is loaded (memvos.model.precision)
@@ -52,21 +65,45 @@ class InferenceConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
-def processing_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
-    """(h, w) downsized so the short side is at most ``max_short_side`` (None: unchanged)."""
-    if max_short_side is None or min(h, w) <= max_short_side:
+def processing_size(h: int, w: int, max_short_side: int | None, min_short_side: int | None = None,
+                    max_upscale: float = 2.0) -> tuple[int, int]:
+    """(h, w) downsized so the short side is at most ``max_short_side``, or enlarged towards
+    ``min_short_side`` by at most ``max_upscale`` times (None: no bound on that side)."""
+    short = min(h, w)
+    if max_short_side is not None and short > max_short_side:
+        factor = max_short_side / short
+    elif min_short_side is not None and short < min_short_side:
+        factor = min(min_short_side / short, max_upscale)
+    else:
         return h, w
-    factor = max_short_side / min(h, w)
     return max(round(h * factor), 1), max(round(w * factor), 1)
+
+
+def smallest_object_area(mask: np.ndarray) -> int | None:
+    """Pixels of the smallest object of a label map (0 background, 255 void), None without any."""
+    counts = np.bincount(np.asarray(mask, np.uint8).ravel(), minlength=256)[1:255]
+    present = counts[counts > 0]
+    return int(present.min()) if present.size else None
+
+
+def short_side_for_small_objects(mask: np.ndarray, short_side: int, min_area: int, max_short_side: int) -> int:
+    """The processing short side at which the smallest object of ``mask`` (full-size labels)
+    covers ``min_area`` pixels, if that is above ``short_side``: at most ``max_short_side`` and
+    the frame's own short side."""
+    area = smallest_object_area(mask)
+    if area is None:
+        return short_side
+    needed = min(mask.shape) * math.sqrt(min_area / area)
+    return max(short_side, min(round(needed), max_short_side, min(mask.shape)))
 
 
 class _Branch:
     """One model at one scale, flipped or not, with a memory of its own."""
 
     def __init__(self, model: SegmentationModel, scale: int | None, flip: bool, policy: MemoryPolicy,
-                 max_short_side: int | None = None) -> None:
+                 bounds: tuple[int | None, int | None, float] = (None, None, 2.0)) -> None:
         self.model, self.scale, self.flip = model, scale, flip
-        self.max_short_side = max_short_side
+        self.bounds = bounds  # (max_short_side, min_short_side, max_upscale) of a None scale
         self.memory = MemoryBank(policy)
         # Instance-aware head (issue 7): running O_G / O_{t-1} per object, for models that use them.
         self.instance = ObjectFeatureStats() if getattr(model, "uses_instance_stats", False) else None
@@ -74,7 +111,7 @@ class _Branch:
 
     def size_for(self, h: int, w: int) -> tuple[int, int]:
         if self.scale is None:
-            return processing_size(h, w, self.max_short_side)
+            return processing_size(h, w, *self.bounds)
         factor = self.scale / min(h, w)
         return max(round(h * factor), 1), max(round(w * factor), 1)
 
@@ -106,8 +143,8 @@ class InferenceCore:
         models = models if isinstance(models, list) else [models]
         flips = (False, True) if self.config.flip else (False,)
         cfg = self.config
-        self.branches = [[_Branch(m, s, f, cfg.memory, cfg.max_short_side) for s in cfg.scales for f in flips]
-                         for m in models]
+        bounds = (cfg.max_short_side, cfg.min_short_side, cfg.max_upscale)
+        self.branches = [[_Branch(m, s, f, cfg.memory, bounds) for s in cfg.scales for f in flips] for m in models]
         self.objects = ObjectManager()
         self.frame_index = 0
         self.device = torch.device(self.config.device)
@@ -136,6 +173,8 @@ class InferenceCore:
         Returns (K+1, H, W) probabilities: background, then ``self.object_ids``.
         """
         h, w = frame.shape[:2]
+        if mask is not None and not self.objects.ids:
+            self._fit_small_objects(mask)
         array = frame if frame.flags.writeable and frame.flags.c_contiguous else np.array(frame)
         rgb = torch.from_numpy(array).to(self.device).permute(2, 0, 1)[None].float() / 255
         inputs = [[b.to_branch(rgb) for b in group] for group in self.branches]
@@ -162,6 +201,20 @@ class InferenceCore:
                         branch.instance.update(entry)
         self.frame_index += 1
         return probs
+
+    def _fit_small_objects(self, mask: np.ndarray) -> None:
+        """Before anything is memorised: process larger if the first mask's smallest object
+        would cover fewer than ``min_object_area`` pixels (``short_side_for_small_objects``)."""
+        cfg = self.config
+        if cfg.min_object_area is None:
+            return
+        for branch in (b for group in self.branches for b in group if b.scale is None):
+            base = min(branch.size_for(*mask.shape[:2]))
+            side = short_side_for_small_objects(np.asarray(mask), base, cfg.min_object_area, cfg.max_short_side_small)
+            if side > base:
+                branch.bounds = (side, None, 1.0)
+                log.info("small objects (the smallest: %d pixels): processing at %dp, not %dp",
+                         smallest_object_area(mask), side, base)
 
     def _reidentify(self, queries, rgb: Tensor, probs: Tensor, given: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
         """Re-id on the first branch's features: annotated objects give templates, the others

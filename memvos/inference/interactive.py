@@ -54,13 +54,15 @@ class InteractiveConfig:
     output is the frame's mask, as in MiVOS), 'grabcut' (OpenCV's GrabCut seeded with the strokes
     and the current mask) or 'paint' (the current mask with the strokes painted in); the last two
     are refined by the memory network's read of the frame. interaction_weights: the interaction
-    network's weights (default: the shipped ones)."""
+    network's weights (default: the shipped ones); mirror_clicks: it also reads the mirrored frame
+    and marks, and the two are averaged."""
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
     prior: str = "network"
     grabcut_iterations: int = 3
     interaction_weights: str | None = None
+    mirror_clicks: bool = True
     undo_depth: int = 32  # interactions that can be undone (each keeps the masks it replaced)
     device: str = "cpu"
 
@@ -362,7 +364,7 @@ class InteractiveSession:
             rgb = self._rgb(frame)
             if work != (h, w):
                 rgb = F.interpolate(rgb, size=work, mode="bilinear", align_corners=False)
-            self._click_features = (frame, self._clicker.features(rgb))
+            self._click_features = (frame, self._clicker.features(rgb, mirror=self.config.mirror_clicks))
         if work != (h, w):
             positive, negative = _resize_bool(positive, work), _resize_bool(negative, work)
             current = cv2.resize(current, work[::-1], interpolation=cv2.INTER_LINEAR)

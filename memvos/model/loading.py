@@ -26,9 +26,10 @@ def parse_scales(text: str | None) -> tuple[int, ...] | None:
 
 def load_models(checkpoints: list[str] | None, config_name: str | None, device: str,
                 backbone_weights: str | None = None, precision: str | None = None,
-                frame_size: tuple[int, int] | None = None):
+                frame_size: tuple[int, int] | None = None, enlarge: bool = True):
     """Models and the config that drives the engine: checkpoints (an ensemble if several) or a
-    preset, else the best shipped model for frames of ``frame_size`` (H, W); ``precision``
+    preset, else the best shipped model for frames of ``frame_size`` (H, W; ``enlarge`` False: frames
+    processed at exactly that size, as with ``--scales``); ``precision``
     overrides the config's ``inference.precision``."""
     from memvos.model.factory import load_model
 
@@ -37,7 +38,7 @@ def load_models(checkpoints: list[str] | None, config_name: str | None, device: 
     if backbone_weights:
         loaded = [load_model(config_name, device, backbone_weights=backbone_weights, precision=precision)]
     else:
-        loaded = [load_model(source, device, precision=precision, frame_size=frame_size)
+        loaded = [load_model(source, device, precision=precision, frame_size=frame_size, enlarge=enlarge)
                   for source in (checkpoints or [config_name])]
     return [model for model, _ in loaded], loaded[0][1]
 

@@ -33,7 +33,13 @@ from memvos.data.pipeline import prefetch
 from memvos.data.scribbles import click_disks, random_walk_stroke, skeleton_strokes
 from memvos.data.static_clips import ClipAugment, random_affine
 from memvos.errors import InputError
-from memvos.model.interaction import InteractionNet, InteractionNetConfig, guidance_planes, save_interaction_net
+from memvos.model.interaction import (
+    ClickToMask,
+    InteractionNet,
+    InteractionNetConfig,
+    guidance_planes,
+    save_interaction_net,
+)
 from memvos.train.config import data_kind, read_yaml_text
 from memvos.train.data import image_mask_pairs, sample_rng
 from memvos.train.feature_cache import CachedImage, FeatureCache, warp_view
@@ -364,19 +370,29 @@ def click_ious(predict, truth: np.ndarray, clicks: int = 3) -> list[float]:
 
 
 def held_out_objects(net: InteractionNet, cfg: InteractionTrainConfig, cache: FeatureCache,
-                     min_fraction: float = 0.01):
+                     min_fraction: float = 0.01, clicker: ClickToMask | None = None, mirror: bool = False):
     """Yield (folder name, truth, predict) for every object (>= ``min_fraction`` of its image) of
     the held-out images, whole images at the cache's size; ``predict(positive, negative, current)``
-    is the network's (H, W) probability on that image (what ``click_ious`` drives)."""
+    is the network's (H, W) probability on that image (what ``click_ious`` drives). From the cached
+    features, or with ``clicker`` from the image as a session runs it (``mirror``: with its mirror image)."""
     net.eval()
     for image_path, mask_path in InteractionSamples(cfg, cache, held_out=True).pairs:
         image: CachedImage = cache.get(image_path, mask_path)
-        features = tuple(f[None].float() for f in image.features)
+        if clicker is None:
+            features = tuple(f[None].float() for f in image.features)
 
-        def predict(positive, negative, current, features=features):
-            planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
-            with torch.no_grad():
-                return torch.sigmoid(net(features, planes))[0, 0].numpy()
+            def predict(positive, negative, current, features=features):
+                planes = torch.from_numpy(guidance_planes(positive, negative, current, net.config.near))[None]
+                with torch.no_grad():
+                    return torch.sigmoid(net(features, planes))[0, 0].numpy()
+        else:
+            h, w = image.labels.shape
+            rgb = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            features = clicker.features(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, mirror=mirror)
+
+            def predict(positive, negative, current, features=features):
+                return clicker.predict(features, positive, negative, current).numpy()
 
         for obj in object_ids(image.labels):
             truth = image.labels == obj

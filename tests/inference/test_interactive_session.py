@@ -278,7 +278,9 @@ def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, m
 
     clicker = load_click_to_mask(tmp_path / "net.safetensors")
     rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
-    expected = clicker.predict(clicker.features(rgb), pos, np.zeros_like(pos), np.zeros(pos.shape, np.float32))
+    # the network reads the frame and its mirror image (mirror_clicks) and averages the two
+    expected = clicker.predict(clicker.features(rgb, mirror=True), pos, np.zeros_like(pos),
+                               np.zeros(pos.shape, np.float32))
     expected = (expected > 0.5).numpy() | pos
     assert (labels == 1).tolist() == expected.tolist()
     assert session.undo() and not session.masks().any()

@@ -161,6 +161,11 @@ def test_a_tiny_run_resumes_and_its_weights_load_for_inference(tmp_path):
         expected = torch.sigmoid(reference(model.features(rgb), planes))[0, 0]
     assert torch.allclose(prob, expected, atol=2e-3)  # fp16 weights: the same network
 
+    # mirrored: the mean of the frame's reading and the mirror image's, mirrored back
+    both = model.predict(model.features(rgb, mirror=True), pos, np.zeros_like(pos))
+    flipped = model.predict(model.features(rgb.flip(-1)), pos[:, ::-1].copy(), np.zeros_like(pos))
+    assert torch.allclose(both, (prob + flipped.flip(-1)) / 2, atol=1e-5)
+
 
 def test_a_run_starts_from_saved_weights_and_refuses_another_networks(tmp_path):
     from safetensors.torch import load_file
