@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", metavar="OUT.mp4", help="also write an overlay video")
     seg.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty (as a whole)")
     seg.add_argument("--config", help="preset name or YAML file (default: the best shipped model for the video: "
-                                       "frozen-key-lite0-fast from 480p up, frozen-key-lite0 below)")
+                                       "frozen-key-lite0-fast from 240p up, frames below 480p enlarged to 480; "
+                                       "frozen-key-lite0 below 240p)")
     seg.add_argument("--checkpoint", action="append", help="weights file; repeat for an ensemble")
     seg.add_argument("--backbone-weights", metavar="FILE",
                      help="ImageNet backbone state dict (e.g. torchvision resnet50) for a training-free config")

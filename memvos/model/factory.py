@@ -134,8 +134,9 @@ def default_model_source(frame_size: tuple[int, int] | None = None, enlarge: boo
 def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
     """The model interactive sessions propagate with: the fast stride-16 model from 480p up, so a
     round on a 480p video takes seconds; the stride-8 one for smaller frames (sessions process
-    frames at their size or downsized, never enlarged). The annotated frame's mask comes from the
-    interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
+    frames at their size or downsized, never enlarged: on schoolgirls, enlarged to 480, AUC fell
+    from 0.426 to 0.351 and rounds took 15 s; docs/interactive.md). The annotated frame's mask
+    comes from the interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
     beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
     return _model_for(frame_size, enlarge=False)
 
