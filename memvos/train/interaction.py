@@ -38,6 +38,7 @@ from memvos.model.interaction import (
     InteractionNet,
     InteractionNetConfig,
     guidance_planes,
+    interaction_config_of,
     save_interaction_net,
 )
 from memvos.train.config import data_kind, read_yaml_text
@@ -338,8 +339,6 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
 def _initial_weights(path: str | Path, config: InteractionNetConfig) -> dict[str, Tensor]:
     """The state dict of interaction weights to start from, checked against the network's config."""
     from safetensors.torch import load_file
-
-    from memvos.model.interaction import interaction_config_of
 
     path = Path(path)
     if not path.is_file():
