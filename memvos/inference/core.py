@@ -86,15 +86,13 @@ def smallest_object_area(mask: np.ndarray) -> int | None:
     return int(present.min()) if present.size else None
 
 
-def short_side_for_small_objects(mask: np.ndarray, short_side: int, min_area: int, max_short_side: int) -> int:
-    """The processing short side at which the smallest object of ``mask`` (full-size labels)
-    covers ``min_area`` pixels, if that is above ``short_side``: at most ``max_short_side`` and
-    the frame's own short side."""
-    area = smallest_object_area(mask)
-    if area is None:
-        return short_side
-    needed = min(mask.shape) * math.sqrt(min_area / area)
-    return max(short_side, min(round(needed), max_short_side, min(mask.shape)))
+def short_side_for_small_objects(area: int, own_short_side: int, short_side: int, min_area: int,
+                                 max_short_side: int) -> int:
+    """The processing short side at which an object of ``area`` pixels (at the frame's size, whose
+    short side is ``own_short_side``) covers ``min_area`` pixels, if that is above ``short_side``:
+    at most ``max_short_side`` and the frame's own short side."""
+    needed = own_short_side * math.sqrt(min_area / area)
+    return max(short_side, min(round(needed), max_short_side, own_short_side))
 
 
 class _Branch:
@@ -206,15 +204,16 @@ class InferenceCore:
         """Before anything is memorised: process larger if the first mask's smallest object
         would cover fewer than ``min_object_area`` pixels (``short_side_for_small_objects``)."""
         cfg = self.config
-        if cfg.min_object_area is None:
+        area = None if cfg.min_object_area is None else smallest_object_area(mask)
+        if area is None:
             return
         for branch in (b for group in self.branches for b in group if b.scale is None):
             base = min(branch.size_for(*mask.shape[:2]))
-            side = short_side_for_small_objects(np.asarray(mask), base, cfg.min_object_area, cfg.max_short_side_small)
+            side = short_side_for_small_objects(area, min(mask.shape[:2]), base, cfg.min_object_area,
+                                                cfg.max_short_side_small)
             if side > base:
                 branch.bounds = (side, None, 1.0)
-                log.info("small objects (the smallest: %d pixels): processing at %dp, not %dp",
-                         smallest_object_area(mask), side, base)
+                log.info("small objects (the smallest: %d pixels): processing at %dp, not %dp", area, side, base)
 
     def _reidentify(self, queries, rgb: Tensor, probs: Tensor, given: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
         """Re-id on the first branch's features: annotated objects give templates, the others

@@ -91,18 +91,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, M
     if head.startswith(TRAINING_STATE_MAGIC):
         raise InputError(path, "is a training checkpoint, not exported weights: "
                                f"run `memvos export {path} OUT.safetensors` and pass OUT.safetensors")
+    config = checkpoint_config(path)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
         state = load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as err:
         raise InputError(path, f"not a safetensors checkpoint ({str(err)[:120]})") from None
-    if CONFIG_KEY not in metadata:
-        raise InputError(path, "checkpoint carries no memvos config (export it with `memvos export`)")
     try:
-        config = config_from_dict(json.loads(metadata[CONFIG_KEY]))
         model = build_model(config, pretrained=False)
     except (ValueError, TypeError) as err:
         raise InputError(path, f"bad config in checkpoint ({err})") from None
@@ -161,11 +155,17 @@ def checkpoint_config(path: str | Path) -> MemvosConfig:
     """The config an exported checkpoint carries (read from its header, no weights loaded)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        metadata = fh.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not a safetensors checkpoint ({str(err)[:120]})") from None
     if CONFIG_KEY not in metadata:
         raise InputError(path, "checkpoint carries no memvos config (export it with `memvos export`)")
-    return config_from_dict(json.loads(metadata[CONFIG_KEY]))
+    try:
+        return config_from_dict(json.loads(metadata[CONFIG_KEY]))
+    except (ValueError, TypeError) as err:
+        raise InputError(path, f"bad config in checkpoint ({err})") from None
 
 
 def load_model(source: str | Path | None = None, device: str = "cpu",

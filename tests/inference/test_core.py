@@ -103,17 +103,21 @@ def test_mask_of_the_wrong_size_is_refused(model, late_clip):
 
 
 def test_small_objects_raise_the_processing_size_up_to_a_cap():
+    from memvos.inference.core import smallest_object_area
+
     mask = np.zeros((1080, 1920), np.uint8)
     mask[100:300, 100:300] = 1  # 40,000 pixels: large enough at 480p
-    assert short_side_for_small_objects(mask, 480, 256, 1080) == 480
+    assert short_side_for_small_objects(smallest_object_area(mask), 1080, 480, 256, 1080) == 480
     mask[500:520, 500:520] = 2  # 400 pixels: 79 at 480p; 256 at 1080 * sqrt(256 / 400)
-    assert short_side_for_small_objects(mask, 480, 256, 1080) == 864
+    assert smallest_object_area(mask) == 400
+    assert short_side_for_small_objects(400, 1080, 480, 256, 1080) == 864
     mask[600:605, 600:605] = 3  # 25 pixels: would need more than the frame's own size
-    assert short_side_for_small_objects(mask, 480, 256, 1080) == 1080
-    assert short_side_for_small_objects(mask, 480, 256, 720) == 720  # the cap
+    assert smallest_object_area(mask) == 25
+    assert short_side_for_small_objects(25, 1080, 480, 256, 1080) == 1080
+    assert short_side_for_small_objects(25, 1080, 480, 256, 720) == 720  # the cap
     mask[mask == 3] = 255  # void is no object
-    assert short_side_for_small_objects(mask, 480, 256, 1080) == 864
-    assert short_side_for_small_objects(np.zeros((1080, 1920), np.uint8), 480, 256, 1080) == 480
+    assert smallest_object_area(mask) == 400
+    assert smallest_object_area(np.zeros((1080, 1920), np.uint8)) is None
 
 
 def test_the_engine_processes_a_video_with_a_small_object_larger(model, late_clip):
@@ -127,7 +131,7 @@ def test_the_engine_processes_a_video_with_a_small_object_larger(model, late_cli
     rule = InferenceCore(model, InferenceConfig(memory=POLICY, max_short_side=64, min_object_area=area // 2,
                                                 max_short_side_small=1080))
     labels = run(rule, clip, masks)
-    side = short_side_for_small_objects(masks[0], 64, area // 2, 1080)  # the object at 64p is a quarter of it
+    side = short_side_for_small_objects(area, 128, 64, area // 2, 1080)  # the object at 64p is a quarter of it
     assert 64 < side < 128 and rule.branches[0][0].size_for(128, 192) == (side, round(192 * side / 128))
     assert jaccard(clip.labels[3] == 1, labels[3] == 1) > 0.5
 
