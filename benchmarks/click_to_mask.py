@@ -5,7 +5,7 @@ click does.
 Usage:
     python benchmarks/click_to_mask.py [--weights memvos/weights/interaction-lite0.safetensors]
         [--config configs/train/interaction.yaml] [--data ../shared/data] [--from-images [--mirror]]
-        [--json OUT.json]
+        [--session [--first-touch WEIGHTS]] [--json OUT.json]
 
 Clicks: the first at the object's deepest point (as a person clicks the middle of an object),
 then the click robot's (the deepest point of the larger error). Every object of at least 1% of
@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 import torch
 
-from memvos.inference.interactive import confine_removal
-from memvos.model.interaction import load_click_to_mask, shipped_interaction_weights
+from memvos.inference.interactive import InteractiveConfig, confine_removal
+from memvos.model.interaction import load_click_to_mask, shipped_first_touch_weights, shipped_interaction_weights
 from memvos.train.interaction import (
     InteractionSamples,
     add_click,
@@ -78,8 +78,15 @@ def main() -> None:
                         help="features from the images as a session computes them (default: the training cache's)")
     parser.add_argument("--mirror", action="store_true", help="with --from-images: also read the mirror image, "
                                                                 "as sessions do (InteractiveConfig.mirror_clicks)")
+    parser.add_argument("--session", action="store_true",
+                        help="as a session runs it: from the images, mirrored, the first click by the first-touch "
+                             "network (trimmed by keep_near_marks), later clicks by --weights")
+    parser.add_argument("--first-touch", type=Path, default=None,
+                        help="with --session: first-touch weights (default: the shipped ones)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.session:
+        args.from_images = args.mirror = True
     torch.set_num_threads(args.threads)
     cfg = load_interaction_config(args.config, args.data)
     model = load_click_to_mask(args.weights or shipped_interaction_weights())
@@ -89,7 +96,10 @@ def main() -> None:
     rows: dict[str, list[list[float]]] = {}
     negatives: list[tuple[float, ...]] = []
     clicker = model if args.from_images or args.mirror else None
-    for folder, truth, predict in held_out_objects(net, cfg, cache, clicker=clicker, mirror=args.mirror):
+    first_touch = load_click_to_mask(args.first_touch or shipped_first_touch_weights()) if args.session else None
+    keep_near = InteractiveConfig().keep_near_marks if args.session else None
+    for folder, truth, predict in held_out_objects(net, cfg, cache, clicker=clicker, mirror=args.mirror,
+                                                   first_touch=first_touch, keep_near=keep_near):
         rows.setdefault(folder, []).append(click_ious(predict, truth, 3))
         effect = negative_click_effect(predict, truth)
         if effect is not None:

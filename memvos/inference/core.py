@@ -44,8 +44,9 @@ class InferenceConfig:
     videos are processed enlarged: a stride-16 network then still sees their objects in enough
     cells; docs/validation.md). min_object_area: when the first mask holds an object smaller than
     this many pixels at that size, the video is processed larger instead, so that the object
-    reaches it, up to ``max_short_side_small`` and never above the frame's own size (small
-    objects at 1080p vanish at 480p; docs/segment.md).
+    reaches it, up to ``max_short_side_small`` and never above ``max_upscale_small`` times the
+    frame's own size (small objects at 1080p vanish at 480p, small people in a 240p crowd at 480p;
+    docs/segment.md).
     """
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
@@ -56,6 +57,7 @@ class InferenceConfig:
     max_upscale: float = 2.0
     min_object_area: int | None = None
     max_short_side_small: int = 1080
+    max_upscale_small: float = 1.0
     device: str = "cpu"
     reid: ReidConfig | None = None  # re-identify lost objects (None: off)
     precision: str = "auto"  # auto | float32 | bfloat16: applied when a model is loaded (memvos.model.precision)
@@ -87,12 +89,12 @@ def smallest_object_area(mask: np.ndarray) -> int | None:
 
 
 def short_side_for_small_objects(area: int, own_short_side: int, short_side: int, min_area: int,
-                                 max_short_side: int) -> int:
+                                 max_short_side: int, max_upscale: float = 1.0) -> int:
     """The processing short side at which an object of ``area`` pixels (at the frame's size, whose
     short side is ``own_short_side``) covers ``min_area`` pixels, if that is above ``short_side``:
-    at most ``max_short_side`` and the frame's own short side."""
+    at most ``max_short_side`` and ``max_upscale`` times the frame's own short side."""
     needed = own_short_side * math.sqrt(min_area / area)
-    return max(short_side, min(round(needed), max_short_side, own_short_side))
+    return max(short_side, min(round(needed), max_short_side, round(own_short_side * max_upscale)))
 
 
 class _Branch:
@@ -207,12 +209,13 @@ class InferenceCore:
         area = None if cfg.min_object_area is None else smallest_object_area(mask)
         if area is None:
             return
+        own = min(mask.shape[:2])
         for branch in (b for group in self.branches for b in group if b.scale is None):
             base = min(branch.size_for(*mask.shape[:2]))
-            side = short_side_for_small_objects(area, min(mask.shape[:2]), base, cfg.min_object_area,
-                                                cfg.max_short_side_small)
+            side = short_side_for_small_objects(area, own, base, cfg.min_object_area,
+                                                cfg.max_short_side_small, cfg.max_upscale_small)
             if side > base:
-                branch.bounds = (side, None, 1.0)
+                branch.bounds = (side, side, max(1.0, side / own))  # exactly `side`, down- or upsized
                 log.info("small objects (the smallest: %d pixels): processing at %dp, not %dp", area, side, base)
 
     def _reidentify(self, queries, rgb: Tensor, probs: Tensor, given: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:

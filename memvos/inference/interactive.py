@@ -54,15 +54,21 @@ class InteractiveConfig:
     output is the frame's mask, as in MiVOS), 'grabcut' (OpenCV's GrabCut seeded with the strokes
     and the current mask) or 'paint' (the current mask with the strokes painted in); the last two
     are refined by the memory network's read of the frame. interaction_weights: the interaction
-    network's weights (default: the shipped ones); mirror_clicks: it also reads the mirrored frame
-    and marks, and the two are averaged."""
+    network's weights for corrections (default: the shipped ones); first_touch_weights: those for
+    an object's first marks on a frame where it has no mask yet (default: the shipped first-touch
+    network, trained longer on scribbles); mirror_clicks: it also reads the mirrored frame and
+    marks, and the two are averaged; keep_near_marks: on a first touch, parts of the mask farther
+    from the parts holding a positive mark than this fraction of their size are dropped (None: kept)."""
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
     prior: str = "network"
     grabcut_iterations: int = 3
     interaction_weights: str | None = None
+    first_touch_weights: str | None = None
     mirror_clicks: bool = True
+    keep_near_marks: float | None = 0.15
+    local_corrections: bool = True
     undo_depth: int = 32  # interactions that can be undone (each keeps the masks it replaced)
     device: str = "cpu"
 
@@ -148,9 +154,9 @@ class InteractiveSession:
         self._undo: list[tuple[_State, set[int] | None]] = []  # (state, open round) before each change
         self._redo: list[tuple[_State, set[int] | None]] = []
         self._busy = threading.Lock()
-        self._clicker = None  # the interaction network, loaded on first use
+        self._clickers: dict[str, object] = {}  # interaction networks by role ('first', 'correct'), loaded on first use
         self._latest: tuple[int, np.ndarray, np.ndarray] | None = None  # (object, positive, negative) just given
-        self._click_features: tuple[int, tuple[Tensor, ...]] | None = None  # (frame, backbone features)
+        self._click_features: tuple[int, tuple[Tensor, ...]] | None = None  # (frame, backbone features), shared
 
     # ---- what the user sees -----------------------------------------------------------------
     @property
@@ -332,10 +338,17 @@ class InteractiveSession:
                     negative = negative | torch.from_numpy(s[0])
             guess = objects[k]
             if self.config.prior == "network":
-                proposed = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy())
+                first_touch = not bool((guess > 0.5).any())
+                proposed = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy(), first_touch)
                 latest = self._latest
                 if latest is not None and latest[0] == obj and latest[2].any() and not latest[1].any():
                     proposed = torch.from_numpy(confine_removal(guess.numpy(), proposed.numpy(), latest[2]))
+                elif latest is not None and latest[0] == obj and not first_touch and self.config.local_corrections:
+                    proposed = torch.from_numpy(confine_changes(guess.numpy(), proposed.numpy(),
+                                                                latest[1] | latest[2]))
+                if first_touch and self.config.keep_near_marks is not None:
+                    proposed = torch.from_numpy(keep_near_marks(proposed.numpy(), positive.numpy(),
+                                                                self.config.keep_near_marks))
                 guess = proposed
             elif self.config.prior == "grabcut" and bool(positive.any()):
                 image = self._bgr(frame) if image is None else image
@@ -349,14 +362,27 @@ class InteractiveSession:
         background = (1 - objects.sum(0, keepdim=True)).clamp(min=0)
         return _normalise(torch.cat([background, objects]))
 
-    def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray) -> Tensor:
-        """The interaction network's (h, w) probability of one object on ``frame``, run with the
-        frame's short side at least ``CLICK_MIN_SIDE`` (it trained on 320-pixel crops of 384p images)."""
-        if self._clicker is None:
-            from memvos.model.interaction import load_click_to_mask, shipped_interaction_weights
+    def _clicker(self, first_touch: bool):
+        """The interaction network for a first touch or for a correction, loaded once."""
+        from memvos.model.interaction import (
+            load_click_to_mask,
+            shipped_first_touch_weights,
+            shipped_interaction_weights,
+        )
 
-            self._clicker = load_click_to_mask(self.config.interaction_weights or shipped_interaction_weights(),
-                                               self.config.device)
+        role = "first" if first_touch else "correct"
+        if role not in self._clickers:
+            path = (self.config.first_touch_weights or shipped_first_touch_weights()) if first_touch \
+                else (self.config.interaction_weights or shipped_interaction_weights())
+            self._clickers[role] = load_click_to_mask(path, self.config.device)
+        return self._clickers[role]
+
+    def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray,
+                       first_touch: bool = False) -> Tensor:
+        """The interaction network's (h, w) probability of one object on ``frame``, run with the
+        frame's short side at least ``CLICK_MIN_SIDE`` (it trained on 320-pixel crops of 384p images).
+        Both networks share the frozen backbone, so the frame's features are computed once."""
+        clicker = self._clicker(first_touch)
         h, w = self.size
         factor = max(1.0, CLICK_MIN_SIDE / min(h, w))
         work = (round(h * factor), round(w * factor))
@@ -364,11 +390,11 @@ class InteractiveSession:
             rgb = self._rgb(frame)
             if work != (h, w):
                 rgb = F.interpolate(rgb, size=work, mode="bilinear", align_corners=False)
-            self._click_features = (frame, self._clicker.features(rgb, mirror=self.config.mirror_clicks))
+            self._click_features = (frame, clicker.features(rgb, mirror=self.config.mirror_clicks))
         if work != (h, w):
             positive, negative = _resize_bool(positive, work), _resize_bool(negative, work)
             current = cv2.resize(current, work[::-1], interpolation=cv2.INTER_LINEAR)
-        prob = self._clicker.predict(self._click_features[1], positive, negative, current).cpu()
+        prob = clicker.predict(self._click_features[1], positive, negative, current).cpu()
         if work != (h, w):
             prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         return prob
@@ -499,6 +525,39 @@ def confine_removal(current: np.ndarray, proposed: np.ndarray, negative: np.ndar
     touched = np.unique(parts[negative & dropped])
     removed = np.isin(parts, touched[touched > 0])
     return np.where(removed | negative, np.minimum(proposed, current), current).astype(np.float32)
+
+
+def confine_changes(current: np.ndarray, proposed: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """A correction changes what its marks touch and nothing else: of the connected regions where
+    the network's mask differs from the current one, only those touching the new marks (positive
+    or negative) take the network's values; everywhere else the object keeps its current
+    probability. All (h, w): probabilities ``current`` and ``proposed``, bool ``marks``."""
+    changed = (current > 0.5) != (proposed > 0.5)
+    _, parts = cv2.connectedComponents(changed.astype(np.uint8), connectivity=8)
+    touched = np.unique(parts[marks & changed])
+    accepted = np.isin(parts, touched[touched > 0]) | marks | ~changed
+    return np.where(accepted, proposed, current).astype(np.float32)
+
+
+def keep_near_marks(proposed: np.ndarray, positive: np.ndarray, reach: float) -> np.ndarray:
+    """A first touch spills onto look-alikes elsewhere in the frame (another flamingo, a goal
+    net): keep the connected parts of the mask that hold a positive mark, and the parts within
+    ``reach`` x the square root of their area of them (an occluded or thin object comes in pieces);
+    drop the rest. (h, w) probabilities ``proposed``, bool ``positive``; no positive mark inside
+    the mask: unchanged."""
+    inside = proposed > 0.5
+    _, parts = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
+    marked = np.unique(parts[positive & inside])
+    marked = marked[marked > 0]
+    if not marked.size:
+        return proposed
+    core = np.isin(parts, marked)
+    radius = max(3, int(reach * np.sqrt(core.sum())))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    near = cv2.dilate(core.astype(np.uint8), disk) > 0
+    kept = np.unique(parts[near & inside])
+    dropped = inside & ~np.isin(parts, kept[kept > 0])
+    return np.where(dropped, 0.0, proposed).astype(np.float32)
 
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -140,6 +140,14 @@ def shipped_interaction_weights() -> Path:
     return WEIGHTS_DIR / "interaction-lite0.safetensors"
 
 
+def shipped_first_touch_weights() -> Path:
+    """The interaction network for an object's first marks (configs/train/interaction-long.yaml:
+    the shipped network trained 4000 iterations more, with more scribbles)."""
+    from memvos.model.factory import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / "interaction-first-lite0.safetensors"
+
+
 def load_click_to_mask(path: str | Path, device: str = "cpu") -> ClickToMask:
     """The shipped (or a trained) interaction network with its frozen ImageNet backbone."""
     from safetensors.torch import load_file

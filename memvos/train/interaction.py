@@ -33,6 +33,7 @@ from memvos.data.pipeline import prefetch
 from memvos.data.scribbles import click_disks, random_walk_stroke, skeleton_strokes
 from memvos.data.static_clips import ClipAugment, random_affine
 from memvos.errors import InputError
+from memvos.inference.interactive import keep_near_marks
 from memvos.model.interaction import (
     ClickToMask,
     InteractionNet,
@@ -369,11 +370,14 @@ def click_ious(predict, truth: np.ndarray, clicks: int = 3) -> list[float]:
 
 
 def held_out_objects(net: InteractionNet, cfg: InteractionTrainConfig, cache: FeatureCache,
-                     min_fraction: float = 0.01, clicker: ClickToMask | None = None, mirror: bool = False):
+                     min_fraction: float = 0.01, clicker: ClickToMask | None = None, mirror: bool = False,
+                     first_touch: ClickToMask | None = None, keep_near: float | None = None):
     """Yield (folder name, truth, predict) for every object (>= ``min_fraction`` of its image) of
     the held-out images, whole images at the cache's size; ``predict(positive, negative, current)``
     is the network's (H, W) probability on that image (what ``click_ious`` drives). From the cached
-    features, or with ``clicker`` from the image as a session runs it (``mirror``: with its mirror image)."""
+    features, or with ``clicker`` from the image as a session runs it (``mirror``: with its mirror
+    image; ``first_touch``: this network answers while there is no mask yet, its output trimmed by
+    ``keep_near_marks(keep_near)`` as a session does)."""
     net.eval()
     for image_path, mask_path in InteractionSamples(cfg, cache, held_out=True).pairs:
         image: CachedImage = cache.get(image_path, mask_path)
@@ -391,7 +395,9 @@ def held_out_objects(net: InteractionNet, cfg: InteractionTrainConfig, cache: Fe
             features = clicker.features(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, mirror=mirror)
 
             def predict(positive, negative, current, features=features):
-                return clicker.predict(features, positive, negative, current).numpy()
+                first = first_touch is not None and (current is None or not (current > 0.5).any())
+                prob = (first_touch if first else clicker).predict(features, positive, negative, current).numpy()
+                return keep_near_marks(prob, positive, keep_near) if first and keep_near is not None else prob
 
         for obj in object_ids(image.labels):
             truth = image.labels == obj

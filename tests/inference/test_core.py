@@ -115,6 +115,10 @@ def test_small_objects_raise_the_processing_size_up_to_a_cap():
     assert smallest_object_area(mask) == 25
     assert short_side_for_small_objects(25, 1080, 480, 256, 1080) == 1080
     assert short_side_for_small_objects(25, 1080, 480, 256, 720) == 720  # the cap
+    # a 240p crowd: a 396-pixel person covers 4096 pixels at 772p; enlarged at most 3x: 720p
+    assert short_side_for_small_objects(396, 240, 480, 4096, 1080) == 480  # never above its own size
+    assert short_side_for_small_objects(396, 240, 480, 4096, 1080, max_upscale=3.0) == 720
+    assert short_side_for_small_objects(396, 240, 480, 4096, 600, max_upscale=3.0) == 600
     mask[mask == 3] = 255  # void is no object
     assert smallest_object_area(mask) == 400
     assert smallest_object_area(np.zeros((1080, 1920), np.uint8)) is None
@@ -134,6 +138,19 @@ def test_the_engine_processes_a_video_with_a_small_object_larger(model, late_cli
     side = short_side_for_small_objects(area, 128, 64, area // 2, 1080)  # the object at 64p is a quarter of it
     assert 64 < side < 128 and rule.branches[0][0].size_for(128, 192) == (side, round(192 * side / 128))
     assert jaccard(clip.labels[3] == 1, labels[3] == 1) > 0.5
+
+
+def test_a_small_frame_with_a_small_object_is_processed_enlarged(model, late_clip):
+    """max_upscale_small: the rule may enlarge a small video beyond its own size."""
+    clip = late_clip  # 128 x 192
+    masks = {0: np.where(clip.labels[0] == 1, 1, 0).astype(np.uint8)}
+    area = int((masks[0] == 1).sum())
+    config = InferenceConfig(memory=POLICY, max_short_side=128, min_object_area=area * 2, max_upscale_small=1.2)
+    core = InferenceCore(model, config)
+    labels = run(core, clip, masks)
+    side = round(128 * 1.2)  # sqrt(2) x would be needed; 1.2 x is the cap
+    assert core.branches[0][0].size_for(128, 192) == (side, round(192 * side / 128))
+    assert labels[3].shape == (128, 192) and jaccard(clip.labels[3] == 1, labels[3] == 1) > 0.5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -236,11 +236,12 @@ def test_sessions_default_to_the_fast_model_and_the_interaction_network():
     stays loadable by name."""
     from memvos.inference import interactive
     from memvos.model import factory
-    from memvos.model.interaction import shipped_interaction_weights
+    from memvos.model.interaction import interaction_config_of, shipped_first_touch_weights, shipped_interaction_weights
 
     model, config = interactive.load_interactive_model()
     assert config.name == "frozen-key-lite0-fast" and model.config.output_stride == 16
     assert InteractiveConfig().prior == "network" and shipped_interaction_weights().is_file()
+    assert interaction_config_of(shipped_first_touch_weights()) == interaction_config_of(shipped_interaction_weights())
     stroke_model, _ = interactive.load_interactive_model("frozen-key-lite0-interactive")
     assert stroke_model.config.scribbles and factory.DEFAULT_INTERACTIVE_WEIGHTS.is_file()
 
@@ -270,7 +271,9 @@ def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, m
     monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
     torch.manual_seed(1)
     save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), tmp_path / "net.safetensors")
-    session = session_for(clip, model, prior="network", interaction_weights=str(tmp_path / "net.safetensors"))
+    weights = str(tmp_path / "net.safetensors")
+    session = session_for(clip, model, prior="network", interaction_weights=weights, first_touch_weights=weights,
+                          keep_near_marks=None)
     pos = np.zeros(clip.labels[0].shape, bool)
     pos[60:64, 90:100] = True
     labels = session.interact(0, 1, positive=pos)
@@ -284,6 +287,84 @@ def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, m
     expected = (expected > 0.5).numpy() | pos
     assert (labels == 1).tolist() == expected.tolist()
     assert session.undo() and not session.masks().any()
+
+
+def test_a_first_touch_uses_the_first_touch_network_and_corrections_the_other(clip, model, tmp_path, monkeypatch):
+    """An object's first marks on a frame where it has no mask go to the first-touch network; once
+    it has a mask there, the next marks go to the correction network."""
+    from memvos.inference import interactive
+    from memvos.model.interaction import InteractionNet, InteractionNetConfig, load_click_to_mask, save_interaction_net
+
+    monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
+    paths = {}
+    for role, seed in (("first", 2), ("correct", 3)):
+        torch.manual_seed(seed)
+        paths[role] = tmp_path / f"{role}.safetensors"
+        save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), paths[role])
+    session = session_for(clip, model, prior="network", first_touch_weights=str(paths["first"]),
+                          interaction_weights=str(paths["correct"]), keep_near_marks=None)
+    rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
+    pos = np.zeros(clip.labels[0].shape, bool)
+    pos[60:64, 90:100] = True
+    none = np.zeros_like(pos)
+
+    def expected(role: str, current: np.ndarray, positive: np.ndarray) -> np.ndarray:
+        clicker = load_click_to_mask(paths[role])
+        prob = clicker.predict(clicker.features(rgb, mirror=True), positive, none, current)
+        return (prob > 0.5).numpy() | positive
+
+    first = session.interact(0, 1, positive=pos)
+    assert (first == 1).tolist() == expected("first", np.zeros(pos.shape, np.float32), pos).tolist()
+    assert expected("first", np.zeros(pos.shape, np.float32), pos).tolist() != \
+        expected("correct", np.zeros(pos.shape, np.float32), pos).tolist()  # the two nets differ here
+    current = session.probabilities(0)[1].numpy()
+    more = pos.copy()
+    more[30:34, 40:50] = True
+    second = session.interact(0, 1, positive=more)
+    assert (second == 1).tolist() == expected("correct", current, more).tolist()
+
+
+def test_a_first_touch_keeps_the_parts_near_its_marks():
+    """keep_near_marks: the part holding the click and a piece close to it stay; a part far away
+    (a look-alike elsewhere in the frame) goes; without a marked part nothing changes."""
+    from memvos.inference.interactive import keep_near_marks
+
+    proposed = np.zeros((100, 200), np.float32)
+    proposed[20:60, 20:60] = 0.9  # the clicked part: 1600 px, reach 0.15 * 40 = 6 px
+    proposed[20:60, 64:70] = 0.8  # a piece 4 px away (a leg behind a pole)
+    proposed[20:60, 150:190] = 0.7  # a look-alike far away
+    positive = np.zeros(proposed.shape, bool)
+    positive[40, 40] = True
+    out = keep_near_marks(proposed, positive, 0.15)
+    np.testing.assert_array_equal(out[:, :100], proposed[:, :100])
+    assert (out[:, 100:] == 0).all()
+    elsewhere = np.zeros(proposed.shape, bool)
+    elsewhere[90, 5] = True  # a mark outside the mask: nothing to anchor on
+    np.testing.assert_array_equal(keep_near_marks(proposed, elsewhere, 0.15), proposed)
+
+
+def test_a_correction_changes_only_what_its_marks_touch():
+    """confine_changes: an addition and a removal that touch the new marks are taken; a change the
+    network makes far from them (a part dropped, a blob added) is not."""
+    from memvos.inference.interactive import confine_changes
+
+    current = np.zeros((40, 80), np.float32)
+    current[5:20, 5:20] = 0.9  # part A: the positive mark extends it to the right
+    current[25:35, 5:15] = 0.8  # part B: the negative mark removes it
+    current[5:20, 60:75] = 0.7  # part C, far away: the network would drop it
+    proposed = current.copy()
+    proposed[5:20, 20:30] = 0.95  # A grown
+    proposed[25:35, 5:15] = 0.1  # B removed
+    proposed[5:20, 60:75] = 0.2  # C dropped
+    proposed[30:38, 50:58] = 0.9  # a new blob, untouched by any mark
+    marks = np.zeros(current.shape, bool)
+    marks[10, 22:28] = True  # positive, on the growth
+    marks[30, 8:12] = True  # negative, on B
+    out = confine_changes(current, proposed, marks)
+    np.testing.assert_array_equal(out[5:20, 20:30], proposed[5:20, 20:30])
+    np.testing.assert_array_equal(out[25:35, 5:15], proposed[25:35, 5:15])
+    np.testing.assert_array_equal(out[5:20, 60:75], current[5:20, 60:75])
+    np.testing.assert_array_equal(out[30:38, 50:58], current[30:38, 50:58])
 
 
 def test_a_negative_only_interaction_removes_only_what_it_touches():
