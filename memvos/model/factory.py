@@ -63,6 +63,13 @@ def save_checkpoint(model: nn.Module, config: MemvosConfig, path: str | Path) ->
 TRAINING_STATE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, or a legacy pickle
 
 
+def is_training_state(head: bytes) -> bool:
+    """Whether a file's first 9 bytes are torch.save's, not a safetensors file's. A safetensors
+    file starts with its header's length (8 bytes, little-endian: the first byte is 0x80 when the
+    length is 128 mod 256, as a pickle's is) and then the header's '{'."""
+    return head.startswith(TRAINING_STATE_MAGIC) and head[8:9] != b"{"
+
+
 def check_device(device: str) -> str:
     """A device torch knows and this machine has, else a one-line error (before any work)."""
     import torch
@@ -87,8 +94,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, M
     if not path.is_file():
         raise InputError(path, "checkpoint file not found")
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head.startswith(TRAINING_STATE_MAGIC):
+        head = fh.read(9)
+    if is_training_state(head):
         raise InputError(path, "is a training checkpoint, not exported weights: "
                                f"run `memvos export {path} OUT.safetensors` and pass OUT.safetensors")
     config = checkpoint_config(path)

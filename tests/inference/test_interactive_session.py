@@ -302,7 +302,8 @@ def test_a_first_touch_uses_the_first_touch_network_and_corrections_the_other(cl
         paths[role] = tmp_path / f"{role}.safetensors"
         save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), paths[role])
     session = session_for(clip, model, prior="network", first_touch_weights=str(paths["first"]),
-                          interaction_weights=str(paths["correct"]), keep_near_marks=None)
+                          interaction_weights=str(paths["correct"]), keep_near_marks=None,
+                          local_corrections=False)
     rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
     pos = np.zeros(clip.labels[0].shape, bool)
     pos[60:64, 90:100] = True
