@@ -154,7 +154,7 @@ class InteractiveSession:
         self._undo: list[tuple[_State, set[int] | None]] = []  # (state, open round) before each change
         self._redo: list[tuple[_State, set[int] | None]] = []
         self._busy = threading.Lock()
-        self._clickers: dict[str, object] = {}  # interaction networks by role ('first', 'correct'), loaded on first use
+        self._clickers: dict = {}  # ClickToMask by role ('first', 'correct'), loaded on first use
         self._latest: tuple[int, np.ndarray, np.ndarray] | None = None  # (object, positive, negative) just given
         self._click_features: tuple[int, tuple[Tensor, ...]] | None = None  # (frame, backbone features), shared
 
@@ -374,7 +374,13 @@ class InteractiveSession:
         if role not in self._clickers:
             path = (self.config.first_touch_weights or shipped_first_touch_weights()) if first_touch \
                 else (self.config.interaction_weights or shipped_interaction_weights())
-            self._clickers[role] = load_click_to_mask(path, self.config.device)
+            clicker = load_click_to_mask(path, self.config.device)
+            for other in self._clickers.values():  # a frame's features serve both: one backbone
+                if other.net.config.backbone != clicker.net.config.backbone:
+                    raise InputError(path, f"its backbone is {clicker.net.config.backbone}, the other interaction "
+                                           f"network's {other.net.config.backbone}: they must be the same")
+                clicker.backbone = other.backbone
+            self._clickers[role] = clicker
         return self._clickers[role]
 
     def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray,
