@@ -58,7 +58,8 @@ class InteractiveConfig:
     an object's first marks on a frame where it has no mask yet (default: the shipped first-touch
     network, trained longer on scribbles); mirror_clicks: it also reads the mirrored frame and
     marks, and the two are averaged; keep_near_marks: on a first touch, parts of the mask farther
-    from the parts holding a positive mark than this fraction of their size are dropped (None: kept)."""
+    from the parts holding a positive mark than this fraction of their size are dropped (None: kept);
+    local_corrections: a correction changes only the regions its marks touch (``confine_changes``)."""
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
