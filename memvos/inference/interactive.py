@@ -339,7 +339,7 @@ class InteractiveSession:
                     negative = negative | torch.from_numpy(s[0])
             guess = objects[k]
             if self.config.prior == "network":
-                first_touch = not bool((guess > 0.5).any())
+                first_touch = is_first_touch(guess)
                 proposed = self._click_network(frame, positive.numpy(), negative.numpy(), guess.numpy(), first_touch)
                 latest = self._latest
                 if latest is not None and latest[0] == obj and latest[2].any() and not latest[1].any():
@@ -522,15 +522,24 @@ class InteractiveSession:
         return {"strokes": strokes} if getattr(getattr(self.model, "config", None), "scribbles", False) else {}
 
 
+def parts_touching(region: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """The 8-connected parts of bool ``region`` that hold a pixel of bool ``marks`` (both (h, w))."""
+    _, parts = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    touched = np.unique(parts[marks & region])
+    return np.isin(parts, touched[touched > 0])
+
+
+def is_first_touch(current: np.ndarray | Tensor) -> bool:
+    """An object's marks are a first touch on a frame where its probability is nowhere above 0.5."""
+    return not bool((current > 0.5).any())
+
+
 def confine_removal(current: np.ndarray, proposed: np.ndarray, negative: np.ndarray) -> np.ndarray:
     """A negative-only interaction removes what it touches and nothing else: of the pixels the
     network would drop from the object, only the connected parts that touch the new negative
     marks go; everywhere else the object keeps its current probability, and nothing is added.
     All (h, w): probabilities ``current`` and ``proposed``, bool ``negative``."""
-    dropped = (current > 0.5) & (proposed <= 0.5)
-    _, parts = cv2.connectedComponents(dropped.astype(np.uint8), connectivity=8)
-    touched = np.unique(parts[negative & dropped])
-    removed = np.isin(parts, touched[touched > 0])
+    removed = parts_touching((current > 0.5) & (proposed <= 0.5), negative)
     return np.where(removed | negative, np.minimum(proposed, current), current).astype(np.float32)
 
 
@@ -540,9 +549,7 @@ def confine_changes(current: np.ndarray, proposed: np.ndarray, marks: np.ndarray
     or negative) take the network's values; everywhere else the object keeps its current
     probability. All (h, w): probabilities ``current`` and ``proposed``, bool ``marks``."""
     changed = (current > 0.5) != (proposed > 0.5)
-    _, parts = cv2.connectedComponents(changed.astype(np.uint8), connectivity=8)
-    touched = np.unique(parts[marks & changed])
-    accepted = np.isin(parts, touched[touched > 0]) | marks | ~changed
+    accepted = parts_touching(changed, marks) | marks | ~changed
     return np.where(accepted, proposed, current).astype(np.float32)
 
 
@@ -553,17 +560,13 @@ def keep_near_marks(proposed: np.ndarray, positive: np.ndarray, reach: float) ->
     drop the rest. (h, w) probabilities ``proposed``, bool ``positive``; no positive mark inside
     the mask: unchanged."""
     inside = proposed > 0.5
-    _, parts = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
-    marked = np.unique(parts[positive & inside])
-    marked = marked[marked > 0]
-    if not marked.size:
+    core = parts_touching(inside, positive)
+    if not core.any():
         return proposed
-    core = np.isin(parts, marked)
     radius = max(3, int(reach * np.sqrt(core.sum())))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     near = cv2.dilate(core.astype(np.uint8), disk) > 0
-    kept = np.unique(parts[near & inside])
-    dropped = inside & ~np.isin(parts, kept[kept > 0])
+    dropped = inside & ~parts_touching(inside, near)
     return np.where(dropped, 0.0, proposed).astype(np.float32)
 
 

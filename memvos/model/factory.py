@@ -129,22 +129,6 @@ def default_model_source(frame_size: tuple[int, int] | None = None, enlarge: boo
     frames of 240p-479p to 480, unless ``enlarge`` is False: frames processed at exactly that
     size, as with ``--scales``), and when the size is unknown (most videos are 480p or more); the
     stride-8 one for smaller frames; the training-free preset when no trained weights ship."""
-    return _model_for(frame_size, enlarge)
-
-
-def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
-    """The model interactive sessions propagate with: the fast stride-16 model from 480p up, so a
-    round on a 480p video takes seconds; the stride-8 one for smaller frames (sessions process
-    frames at their size or downsized, never enlarged: on schoolgirls, enlarged to 480, AUC fell
-    from 0.426 to 0.351 and rounds took 15 s; docs/interactive.md). The annotated frame's mask
-    comes from the interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
-    beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
-    return _model_for(frame_size, enlarge=False)
-
-
-def _model_for(frame_size: tuple[int, int] | None, enlarge: bool) -> str:
-    """The stride-16 weights if their config processes frames of ``frame_size`` at 480p or more
-    (``enlarge``: with its ``min_short_side``; else at their size or downsized)."""
     from memvos.inference.core import processing_size
 
     fast = shipped_weights("frozen-key-lite0-fast")
@@ -156,6 +140,16 @@ def _model_for(frame_size: tuple[int, int] | None, enlarge: bool) -> str:
     run = checkpoint_config(fast).inference
     size = processing_size(*frame_size, run.max_short_side, run.min_short_side if enlarge else None, run.max_upscale)
     return str(fast) if min(size) >= FAST_MIN_SHORT_SIDE else small
+
+
+def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
+    """The model interactive sessions propagate with: the fast stride-16 model from 480p up, so a
+    round on a 480p video takes seconds; the stride-8 one for smaller frames (sessions process
+    frames at their size or downsized, never enlarged: on schoolgirls, enlarged to 480, AUC fell
+    from 0.426 to 0.351 and rounds took 15 s; docs/interactive.md). The annotated frame's mask
+    comes from the interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
+    beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
+    return default_model_source(frame_size, enlarge=False)
 
 
 def checkpoint_config(path: str | Path) -> MemvosConfig:

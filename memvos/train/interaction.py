@@ -33,7 +33,7 @@ from memvos.data.pipeline import prefetch
 from memvos.data.scribbles import click_disks, random_walk_stroke, skeleton_strokes
 from memvos.data.static_clips import ClipAugment, random_affine
 from memvos.errors import InputError
-from memvos.inference.interactive import keep_near_marks
+from memvos.inference.interactive import is_first_touch, keep_near_marks
 from memvos.model.interaction import (
     ClickToMask,
     InteractionNet,
@@ -395,7 +395,7 @@ def held_out_objects(net: InteractionNet, cfg: InteractionTrainConfig, cache: Fe
             features = clicker.features(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, mirror=mirror)
 
             def predict(positive, negative, current, features=features):
-                first = first_touch is not None and (current is None or not (current > 0.5).any())
+                first = first_touch is not None and (current is None or is_first_touch(current))
                 prob = (first_touch if first else clicker).predict(features, positive, negative, current).numpy()
                 return keep_near_marks(prob, positive, keep_near) if first and keep_near is not None else prob
 
