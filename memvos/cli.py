@@ -209,6 +209,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_average(args: argparse.Namespace) -> int:
+    from memvos.train.trainer import average_weights
+
+    config = average_weights(args.weights, args.out)
+    print(f"wrote {args.out} (fp16, the mean of {len(args.weights)} weights, config {config.name})")
+    return 0
+
+
 def _cmd_interactive_eval(args: argparse.Namespace) -> int:
     from memvos.eval.interactive import evaluate_interactive, format_summary, held_out_sequences, save_summary
 
@@ -345,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output-stride", type=int, choices=(8, 16),
                     help="frozen-key networks: the same weights with keys at stride 8 (small frames) or 16")
     ex.set_defaults(func=_cmd_export)
+    av = sub.add_parser("average", help="the mean of several weights of one training run -> fp16 safetensors")
+    av.add_argument("out", help="output .safetensors file (the first input's config)")
+    av.add_argument("weights", nargs="+", help="exported .safetensors or training checkpoints of one network")
+    av.set_defaults(func=_cmd_average)
     ie = sub.add_parser("interactive-eval", help="DAVIS interactive protocol: robot scribbles, J&F-versus-time AUC")
     ie.add_argument("--davis", required=True, metavar="ROOT",
                     help="DAVIS folder: JPEGImages/480p, Annotations/480p, ImageSets/train.txt")

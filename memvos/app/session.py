@@ -148,8 +148,10 @@ class AppSession:
 
     # ---- changes -------------------------------------------------------------------------------
     def exclusive(self):
-        """The session's lock, refused (Busy) rather than waited for while a job runs."""
-        return _NonBlocking(self.lock, "a propagation or an export is running in this session; wait or cancel it")
+        """The session's lock, refused (Busy) rather than waited for while a job runs; the work's
+        end counts as activity (a click that took longer than the idle timeout keeps the session)."""
+        return _NonBlocking(self.lock, "a propagation or an export is running in this session; wait or cancel it",
+                            on_exit=self.touch)
 
     def start_propagation(self) -> None:
         """Start the propagation in a background thread and return at once (Busy if one runs)."""
@@ -220,8 +222,8 @@ class AppSession:
 class _NonBlocking:
     """Context manager: take a lock without waiting, or raise Busy."""
 
-    def __init__(self, lock: threading.Lock, message: str) -> None:
-        self.lock, self.message = lock, message
+    def __init__(self, lock: threading.Lock, message: str, on_exit: Callable[[], None] | None = None) -> None:
+        self.lock, self.message, self.on_exit = lock, message, on_exit
 
     def __enter__(self) -> None:
         if not self.lock.acquire(blocking=False):
@@ -229,6 +231,8 @@ class _NonBlocking:
 
     def __exit__(self, *exc) -> None:
         self.lock.release()
+        if self.on_exit is not None:
+            self.on_exit()
 
 
 class AppState:
@@ -273,7 +277,7 @@ class AppState:
     def _expired(self) -> list[AppSession]:
         now = time.monotonic()
         out = [s for s in self.sessions.values() if s.watchers <= 0 and s.progress.state != "running"
-               and now - s.last_seen > self.idle_timeout]
+               and not s.lock.locked() and now - s.last_seen > self.idle_timeout]
         for session in out:
             del self.sessions[session.id]
         return out

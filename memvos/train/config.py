@@ -50,6 +50,7 @@ class OptimSpec:
     bootstrap_top: float = 0.15
     seed: int = 1
     checkpoint_every: int = 100
+    snapshots: list[int] = field(default_factory=list)  # iterations whose weights are also exported, to average
     log_every: int = 10
     device: str = "auto"  # auto: CUDA when available
     threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -118,6 +119,8 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
         raise ValueError("data.roots is empty: give the image folders (static) or the dataset root (video)")
     if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.checkpoint_every < 1:
         raise ValueError("train.iterations, train.batch_size and train.checkpoint_every must be >= 1")
+    if any(not 1 <= n <= cfg.train.iterations for n in cfg.train.snapshots):
+        raise ValueError(f"train.snapshots must be iterations from 1 to {cfg.train.iterations}, got {cfg.train.snapshots}")
     return cfg
 
 

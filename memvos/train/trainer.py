@@ -19,6 +19,7 @@ import pickle
 import random
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,8 @@ class Trainer:
                 bar.set_postfix(loss=row["loss"], it_s=row["it_per_s"], **({"val": row["val_jf"]} if val else {}))
                 self._log(row)
                 losses, tick = [], time.perf_counter()
+            if main and self.iteration in spec.snapshots:
+                self.export(snapshot_path(self.out, self.iteration))
             if self.iteration % spec.checkpoint_every == 0 or self.iteration == spec.iterations:
                 if main:
                     self.save(LAST)
@@ -439,6 +442,36 @@ def _tensorboard(out: Path):
     except ImportError:  # tensorboard is optional
         return None
     return SummaryWriter(str(out / "tensorboard"))
+
+
+def snapshot_path(out: Path, iteration: int) -> Path:
+    """Where a run exports its weights at a ``train.snapshots`` iteration."""
+    return out / f"snapshot-{iteration}.safetensors"
+
+
+def average_weights(inputs: Sequence[str | Path], out: str | Path) -> MemvosConfig:
+    """The mean of several weights of one network (points of one training run: a free ensemble,
+    as stochastic weight averaging) -> fp16 safetensors with the first input's config. Inputs whose
+    parameters differ in names or shapes are refused with a one-line error naming the file."""
+    if len(inputs) < 2:
+        raise InputError(None, "averaging needs at least two weight files")
+    check_output(out, "file", inputs=tuple(inputs))
+    first_state, first_config = read_weights(inputs[0])
+    total = {name: value.float().clone() for name, value in first_state.items()}
+    for path in inputs[1:]:
+        state, _ = read_weights(path)
+        if state.keys() != total.keys() or any(state[k].shape != total[k].shape for k in total):
+            raise InputError(path, f"not the same network as {inputs[0]} (parameter names or shapes differ)")
+        for name, value in state.items():
+            total[name] += value.float()
+    try:
+        config = config_from_dict(first_config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(inputs[0], f"cannot average: {err}") from None
+    model = build_model(config, pretrained=False)
+    model.load_state_dict({name: value / len(inputs) for name, value in total.items()})
+    save_checkpoint(model, config, out)
+    return config
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, output_stride: int | None = None) -> MemvosConfig:

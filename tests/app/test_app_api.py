@@ -302,6 +302,25 @@ def test_a_session_can_be_reopened_and_idle_ones_are_closed(tree, shipped, clip)
         assert client.get(f"/api/sessions/{sid}").status_code == 404
 
 
+def test_an_interaction_longer_than_the_idle_timeout_keeps_its_session(tree, shipped, clip):
+    """The idle clock restarts when the work of a request ends, not only when it starts."""
+    app = create_app([tree.root], session_factory(*shipped), session_timeout=0.3)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        sid = open_session(client, "clip")["id"]
+        session = app.state.memvos.sessions[sid]
+        interact = session.interactive.interact
+
+        def slow(*args, **kwargs):
+            time.sleep(0.5)  # past the timeout while the request runs
+            return interact(*args, **kwargs)
+
+        session.interactive.interact = slow
+        assert scribble(client, sid, clip.labels[0], 1).status_code == 200
+        assert [s["id"] for s in client.get("/api/sessions").json()] == [sid]
+        time.sleep(0.5)
+        assert client.get("/api/sessions").json() == []
+
+
 # ---- limits and refusals ---------------------------------------------------------------------------
 def test_upload_too_large_is_refused(make_client, clip):
     client = make_client(max_upload=20_000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -273,7 +274,7 @@ def test_network_prior_makes_the_frame_mask_from_the_interaction_network(clip, m
     save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), tmp_path / "net.safetensors")
     weights = str(tmp_path / "net.safetensors")
     session = session_for(clip, model, prior="network", interaction_weights=weights, first_touch_weights=weights,
-                          keep_near_marks=None)
+                          keep_near_marks=None, zoom_in=None)
     pos = np.zeros(clip.labels[0].shape, bool)
     pos[60:64, 90:100] = True
     labels = session.interact(0, 1, positive=pos)
@@ -303,7 +304,7 @@ def test_a_first_touch_uses_the_first_touch_network_and_corrections_the_other(cl
         save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), paths[role])
     session = session_for(clip, model, prior="network", first_touch_weights=str(paths["first"]),
                           interaction_weights=str(paths["correct"]), keep_near_marks=None,
-                          local_corrections=False)
+                          local_corrections=False, zoom_in=None)
     rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
     pos = np.zeros(clip.labels[0].shape, bool)
     pos[60:64, 90:100] = True
@@ -323,6 +324,64 @@ def test_a_first_touch_uses_the_first_touch_network_and_corrections_the_other(cl
     more[30:34, 40:50] = True
     second = session.interact(0, 1, positive=more)
     assert (second == 1).tolist() == expected("correct", current, more).tolist()
+
+
+def test_zoom_box_grows_around_the_region_and_skips_large_ones():
+    """zoom_box: the region's box grown by the margin on each side (at least min_side), clipped to
+    the frame; None for an empty region or a box of more pixels than asked."""
+    from memvos.inference.interactive import zoom_box
+
+    region = np.zeros((200, 300), bool)
+    region[100:110, 150:200] = True  # 10 x 50: rows grow to 48 (19 each side), columns by 20 each side
+    assert zoom_box(region, 10_000) == (slice(81, 129), slice(130, 220))
+    corner = np.zeros_like(region)
+    corner[0:50, 0:50] = True  # grows by 20, clipped at the frame's edge
+    assert zoom_box(corner, 10_000) == (slice(0, 70), slice(0, 70))
+    assert zoom_box(corner, 4_000) is None  # 70 x 70 is more
+    assert zoom_box(np.zeros_like(region), 10_000) is None
+
+
+def test_zoom_in_reruns_the_network_on_an_enlarged_crop(clip, model, tmp_path, monkeypatch):
+    """A small marked object: inside the box around the marks (and the mask parts they touch) the
+    mask is the network's prediction on that crop enlarged to ZOOM_SIDE^2 pixels; outside it, the
+    prediction on the whole frame. A large box is not zoomed."""
+    from memvos.inference import interactive
+    from memvos.inference.interactive import ZOOM_SIDE, parts_touching, zoom_box
+    from memvos.model.interaction import InteractionNet, InteractionNetConfig, load_click_to_mask, save_interaction_net
+
+    monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
+    torch.manual_seed(1)
+    weights = tmp_path / "net.safetensors"
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), weights)
+    session = session_for(clip, model, prior="network", interaction_weights=str(weights),
+                          first_touch_weights=str(weights), keep_near_marks=None, zoom_in=1.5)
+    pos = np.zeros(clip.labels[0].shape, bool)
+    pos[60:62, 90:94] = True
+    labels = session.interact(0, 1, positive=pos)
+
+    clicker = load_click_to_mask(weights)
+    rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
+    none, empty = np.zeros_like(pos), np.zeros(pos.shape, np.float32)
+    whole = clicker.predict(clicker.features(rgb, mirror=True), pos, none, empty)
+    ys, xs = zoom_box(pos | parts_touching(whole.numpy() > 0.5, pos), (ZOOM_SIDE / 1.5) ** 2)
+    h, w = ys.stop - ys.start, xs.stop - xs.start
+    factor = ZOOM_SIDE / np.sqrt(h * w)
+    size = (round(h * factor), round(w * factor))
+    crop = torch.nn.functional.interpolate(rgb[..., ys, xs], size=size, mode="bilinear", align_corners=False)
+    marks = cv2.resize(pos[ys, xs].astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) > 0
+    zoomed = clicker.predict(clicker.features(crop, mirror=True), marks, np.zeros_like(marks),
+                             np.zeros(size, np.float32))
+    expected = whole.clone()
+    expected[ys, xs] = torch.nn.functional.interpolate(zoomed[None, None], size=(h, w), mode="bilinear",
+                                                       align_corners=False)[0, 0]
+    expected = (expected > 0.5).numpy() | pos
+    assert factor >= 1.5  # the crop was enlarged
+    assert (labels == 1).tolist() == expected.tolist()
+    assert (labels == 1).tolist() != ((whole > 0.5).numpy() | pos).tolist()  # zooming changed the mask
+    no_zoom = session_for(clip, model, prior="network", interaction_weights=str(weights),
+                          first_touch_weights=str(weights), keep_near_marks=None, zoom_in=10.0)
+    labels = no_zoom.interact(0, 1, positive=pos)  # 10x would be needed: the box is large enough
+    assert (labels == 1).tolist() == ((whole > 0.5).numpy() | pos).tolist()
 
 
 def test_a_first_touch_keeps_the_parts_near_its_marks():

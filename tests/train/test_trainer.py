@@ -119,6 +119,7 @@ def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
     ({"data": {"kind": "audio", "roots": ["x"]}}, "data.kind"),
     ({"optimizer": {}}, "unknown section"),
     ({"train": {"learning_rate": 1}}, "unknown key"),
+    ({"train": {"iterations": 5, "snapshots": [6]}}, "train.snapshots"),
 ])
 def test_bad_training_configs_name_the_file(tmp_path, patch, message):
     data = {"model": "frozen-key-lite0", "data": {"kind": "static", "roots": ["x"]}}
@@ -140,6 +141,40 @@ def test_export_cli_writes_what_segment_loads(tmp_path, capsys):
     for key, value in model.state_dict().items():
         assert torch.allclose(value.float(), state[key].float(), atol=1e-2, rtol=1e-3), key  # fp16 round trip
     assert main(["export", str(tmp_path / "missing.pt"), str(out)]) == 2
+
+
+def test_snapshots_are_exported_and_averaged_into_weights_segment_loads(tmp_path, capsys):
+    """train.snapshots exports the weights at those iterations; `memvos average` writes their
+    parameter-wise mean (fp16) with the first one's config, and refuses a different network."""
+    from safetensors import safe_open
+
+    data = tiny_config(tmp_path, iterations=3, checkpoint_every=1)
+    data["train"] = {**data["train"], "snapshots": [1, 2]}
+    cfg = train_config_from_dict(data)
+    final = Trainer(cfg).run()
+    out = Path(cfg.out)
+    snapshots = [out / "snapshot-1.safetensors", out / "snapshot-2.safetensors"]
+    assert all(path.is_file() for path in snapshots)
+    averaged = tmp_path / "averaged.safetensors"
+    assert main(["average", str(averaged), *map(str, snapshots), str(final)]) == 0
+    tensors = []
+    for path in (*snapshots, final, averaged):
+        with safe_open(str(path), framework="pt") as fh:
+            tensors.append({k: fh.get_tensor(k).float() for k in fh.keys()})
+    *inputs, mean = tensors
+    changed = [k for k in mean if not torch.equal(inputs[0][k], inputs[2][k])]
+    assert changed  # training moved some parameters between the snapshots
+    for key in mean:
+        expected = sum(t[key] for t in inputs) / 3
+        assert torch.allclose(mean[key], expected, atol=2e-3, rtol=1e-3), key  # fp16 rounding
+    model, config = load_checkpoint(averaged)
+    assert config.to_dict() == load_checkpoint(final)[1].to_dict()
+    assert main(["average", str(tmp_path / "one.safetensors"), str(final)]) == 2  # one input: nothing to average
+    wider = tiny_config(tmp_path / "wider", iterations=1)
+    wider["model"]["model"]["value_dim"] = 16
+    other = Trainer(train_config_from_dict(wider)).run()
+    assert main(["average", str(tmp_path / "mixed.safetensors"), str(final), str(other)]) == 2
+    assert str(other) in capsys.readouterr().err and not (tmp_path / "mixed.safetensors").exists()
 
 
 def test_learning_rate_warms_up_then_decays():
