@@ -404,12 +404,7 @@ class InteractiveSession:
             if work != (h, w):
                 rgb = F.interpolate(rgb, size=work, mode="bilinear", align_corners=False)
             self._click_features = (frame, clicker.features(rgb, mirror=self.config.mirror_clicks))
-        if work != (h, w):
-            prob = clicker.predict(self._click_features[1], _resize_bool(positive, work), _resize_bool(negative, work),
-                                   cv2.resize(current, work[::-1], interpolation=cv2.INTER_LINEAR)).cpu()
-            prob = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        else:
-            prob = clicker.predict(self._click_features[1], positive, negative, current).cpu()
+        prob = _predict_at(clicker, self._click_features[1], positive, negative, current, work)
         if self.config.zoom_in is not None:
             prob = self._zoom_in(clicker, frame, prob, positive, negative, current)
         return prob
@@ -430,12 +425,9 @@ class InteractiveSession:
         size = (round(crop_h * factor), round(crop_w * factor))
         rgb = F.interpolate(self._rgb(frame)[..., ys, xs], size=size, mode="bilinear", align_corners=False)
         features = clicker.features(rgb, mirror=self.config.mirror_clicks)
-        zoomed = clicker.predict(features, _resize_bool(positive[ys, xs], size), _resize_bool(negative[ys, xs], size),
-                                 cv2.resize(np.ascontiguousarray(current[ys, xs]), size[::-1],
-                                            interpolation=cv2.INTER_LINEAR)).cpu()
         out = prob.clone()
-        out[ys, xs] = F.interpolate(zoomed[None, None], size=(crop_h, crop_w), mode="bilinear",
-                                    align_corners=False)[0, 0]
+        out[ys, xs] = _predict_at(clicker, features, positive[ys, xs], negative[ys, xs],
+                                  np.ascontiguousarray(current[ys, xs]), size)
         return out
 
     # ---- propagation --------------------------------------------------------------------------
@@ -559,6 +551,20 @@ def parts_touching(region: np.ndarray, marks: np.ndarray) -> np.ndarray:
     _, parts = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     touched = np.unique(parts[marks & region])
     return np.isin(parts, touched[touched > 0])
+
+
+def _predict_at(clicker, features, positive: np.ndarray, negative: np.ndarray, current: np.ndarray,
+                size: tuple[int, int]) -> Tensor:
+    """The network's probability from features of an image of ``size`` (h, w), with the marks and
+    the current mask given at their own size, which the result comes back at."""
+    own = positive.shape
+    if size != own:
+        positive, negative = _resize_bool(positive, size), _resize_bool(negative, size)
+        current = cv2.resize(current, size[::-1], interpolation=cv2.INTER_LINEAR)
+    prob = clicker.predict(features, positive, negative, current).cpu()
+    if size != own:
+        prob = F.interpolate(prob[None, None], size=own, mode="bilinear", align_corners=False)[0, 0]
+    return prob
 
 
 def zoom_box(region: np.ndarray, max_area: float, margin: float = 0.4,
