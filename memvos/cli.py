@@ -233,15 +233,14 @@ def _cmd_interactive_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models
+    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models, session_config
 
     short_side = args.short_side or InteractiveConfig().max_short_side
     models = interactive_models(args.checkpoint, short_side=short_side)
 
     def session(frames) -> InteractiveSession:
         model, config = models(frames)
-        session_config = InteractiveConfig(memory=config.inference.memory, prior=args.prior, max_short_side=short_side)
-        return InteractiveSession(frames, model=model, config=session_config)
+        return InteractiveSession(frames, model=model, config=session_config(config, prior=args.prior, max_short_side=short_side))
 
     summary = evaluate_interactive(args.davis, sequences, session,
                                    max_interactions=args.max_interactions, max_time=args.max_time,

@@ -320,15 +320,14 @@ def default_factory(checkpoint: str | None = None, short_side: int | None = None
                     device: str = "cpu") -> SessionFactory:
     """Sessions on the shipped model for their frame size and the interaction network (or
     ``checkpoint``), each model loaded once, on first use."""
-    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models
+    from memvos.inference.interactive import InteractiveConfig, InteractiveSession, interactive_models, session_config
 
     processing = short_side or InteractiveConfig().max_short_side
     models = interactive_models(checkpoint, device, processing)
 
     def make(frames):
         model, config = models(frames)
-        session_config = InteractiveConfig(memory=config.inference.memory, device=device,
-                                           max_short_side=short_side or config.inference.max_short_side)
-        return InteractiveSession(frames, model=model, config=session_config)
+        sizing = {"max_short_side": short_side} if short_side else {}
+        return InteractiveSession(frames, model=model, config=session_config(config, device=device, **sizing))
 
     return make

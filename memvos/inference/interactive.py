@@ -51,23 +51,28 @@ Cancel = Callable[[], bool] | threading.Event
 @dataclass
 class InteractiveConfig:
     """memory: the policy of each propagation pass; max_short_side: frames are processed
-    downsized to this (None: full size); prior: how the annotated frame's mask is made from the
-    strokes and clicks — 'network' (the interaction network, ``memvos.model.interaction``: its
-    output is the frame's mask, as in MiVOS), 'grabcut' (OpenCV's GrabCut seeded with the strokes
-    and the current mask) or 'paint' (the current mask with the strokes painted in); the last two
-    are refined by the memory network's read of the frame. interaction_weights: the interaction
-    network's weights for corrections (default: the shipped ones); first_touch_weights: those for
-    an object's first marks on a frame where it has no mask yet (default: the shipped first-touch
-    network, trained longer on scribbles); mirror_clicks: it also reads the mirrored frame and
-    marks, and the two are averaged; keep_near_marks: on a first touch, parts of the mask farther
-    from the parts holding a positive mark than this fraction of their size are dropped (None: kept);
-    local_corrections: a correction changes only the regions its marks touch (``confine_changes``);
-    zoom_in: when the box around the marks and the mask they touch would be enlarged at least this
-    many times to reach ZOOM_SIDE^2 pixels, the network runs again on that crop, enlarged (small
+    downsized to this (None: full size); min_short_side, max_upscale: smaller frames are
+    processed enlarged towards min_short_side, at most max_upscale times, as the propagation
+    model's preset says (``session_config``; the interaction network still reads them at their
+    own size); prior: how the annotated frame's mask is made from the strokes and clicks —
+    'network' (the interaction network, ``memvos.model.interaction``: its output is the frame's
+    mask, as in MiVOS), 'grabcut' (OpenCV's GrabCut seeded with the strokes and the current mask)
+    or 'paint' (the current mask with the strokes painted in); the last two are refined by the
+    memory network's read of the frame. interaction_weights: the interaction network's weights for
+    corrections (default: the shipped ones); first_touch_weights: those for an object's first marks
+    on a frame where it has no mask yet (default: the shipped first-touch network, trained longer
+    on scribbles); mirror_clicks: it also reads the mirrored frame and marks, and the two are
+    averaged; keep_near_marks: on a first touch, parts of the mask farther from the parts holding a
+    positive mark than this fraction of their size are dropped (None: kept); local_corrections: a
+    correction changes only the regions its marks touch (``confine_changes``); zoom_in: when the
+    box around the marks and the mask they touch would be enlarged at least this many times to
+    reach ZOOM_SIDE^2 pixels, the network runs again on that crop, enlarged (small
     objects; None: never)."""
 
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     max_short_side: int | None = 480
+    min_short_side: int | None = None
+    max_upscale: float = 2.0
     prior: str = "network"
     grabcut_iterations: int = 3
     interaction_weights: str | None = None
@@ -82,6 +87,20 @@ class InteractiveConfig:
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, not {self.prior!r}")
+
+    def processing_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size frames of (h, w) are processed at."""
+        return processing_size(h, w, self.max_short_side, self.min_short_side, self.max_upscale)
+
+
+def session_config(memvos_config, **overrides) -> InteractiveConfig:
+    """Session settings for a propagation model: its memory policy and its processing-size rule
+    (the fast model's enlarges 240p-479p frames to 480, as ``memvos segment`` does), then
+    ``overrides``."""
+    run = memvos_config.inference
+    settings = {"memory": run.memory, "max_short_side": run.max_short_side,
+                "min_short_side": run.min_short_side, "max_upscale": run.max_upscale}
+    return InteractiveConfig(**{**settings, **overrides})
 
 
 @dataclass
@@ -109,17 +128,19 @@ class _State:
 
 
 def load_interactive_model(source: str | Path | None = None, device: str = "cpu",
-                           frame_size: tuple[int, int] | None = None):
+                           frame_size: tuple[int, int] | None = None, enlarge: bool = True):
     """The model an interactive session propagates with: a checkpoint or preset, else the shipped
-    model for frames processed at ``frame_size`` (``default_interactive_source``)."""
+    model for frames of ``frame_size`` (``default_interactive_source``; ``enlarge``: as its preset
+    would process them, else at exactly that size)."""
     from memvos.model.factory import default_interactive_source, load_model
 
-    return load_model(source or default_interactive_source(frame_size), device)
+    return load_model(source or default_interactive_source(frame_size, enlarge), device)
 
 
 def interactive_models(source: str | Path | None = None, device: str = "cpu", short_side: int | None = 480):
     """frames -> (model, config) for sessions on them, each model loaded once (the default
-    depends on the processing size, so small frames get the stride-8 model)."""
+    depends on the processing size, so tiny frames get the stride-8 model); ``session_config``
+    turns the config into the session's settings."""
     loaded: dict[str, tuple] = {}
     lock = threading.Lock()
 
@@ -143,18 +164,18 @@ class InteractiveSession:
         """``model``: any engine model (default: ``load_interactive_model()``); models built with
         ``scribbles: true`` also get the strokes as memory-encoder inputs."""
         if model is None:
-            size = processing_size(*frames[0].shape[:2], (config or InteractiveConfig()).max_short_side) \
-                if len(frames) else None
-            model, memvos_config = load_interactive_model(frame_size=size)
+            # without a config the model's preset decides the size (enlarging small frames);
+            # with one, the default model for the size it gives
+            size = (config or InteractiveConfig()).processing_size(*frames[0].shape[:2]) if len(frames) else None
+            model, memvos_config = load_interactive_model(frame_size=size, enlarge=config is None)
         self.model = model
-        self.config = config or InteractiveConfig(
-            memory=memvos_config.inference.memory if memvos_config is not None else MemoryPolicy())
+        self.config = config or (session_config(memvos_config) if memvos_config is not None else InteractiveConfig())
         self.frames = frames
         if len(frames) == 0:
             raise InputError(None, "the video has no frames")
         first = frames[0]
         self.height, self.width = first.shape[:2]
-        self.size = processing_size(self.height, self.width, self.config.max_short_side)
+        self.size = self.config.processing_size(self.height, self.width)
         self.device = torch.device(self.config.device)
         self._state = _State()
         self._round: set[int] | None = None  # frames annotated in the open round
@@ -392,22 +413,28 @@ class InteractiveSession:
 
     def _click_network(self, frame: int, positive: np.ndarray, negative: np.ndarray, current: np.ndarray,
                        first_touch: bool = False) -> Tensor:
-        """The interaction network's (h, w) probability of one object on ``frame``, run with the
-        frame's short side at least ``CLICK_MIN_SIDE`` (it trained on 320-pixel crops of 384p images).
-        Both networks share the frozen backbone, so the frame's features are computed once."""
+        """The interaction network's (h, w) probability of one object on ``frame``, (h, w) the
+        processing size. The network reads the frame at ``_click_size`` (it trained on 320-pixel
+        crops of 384p images). Both networks share the frozen backbone, so the frame's features
+        are computed once."""
         clicker = self._clicker(first_touch)
-        h, w = self.size
-        factor = max(1.0, CLICK_MIN_SIDE / min(h, w))
-        work = (round(h * factor), round(w * factor))
+        work = self._click_size()
         if self._click_features is None or self._click_features[0] != frame:
-            rgb = self._rgb(frame)
-            if work != (h, w):
-                rgb = F.interpolate(rgb, size=work, mode="bilinear", align_corners=False)
-            self._click_features = (frame, clicker.features(rgb, mirror=self.config.mirror_clicks))
+            self._click_features = (frame, clicker.features(self._rgb(frame, work), mirror=self.config.mirror_clicks))
         prob = _predict_at(clicker, self._click_features[1], positive, negative, current, work)
         if self.config.zoom_in is not None:
             prob = self._zoom_in(clicker, frame, prob, positive, negative, current)
         return prob
+
+    def _click_size(self) -> tuple[int, int]:
+        """(h, w) the interaction network reads a frame at: its own size, or the processing size
+        if smaller, with the short side at least ``CLICK_MIN_SIDE``. Frames processed enlarged are
+        not read enlarged: on schoolgirls (240p) read at 480, the first masks fell from J 0.67 to
+        0.45 (docs/interactive.md)."""
+        h, w = self.size
+        target = max(CLICK_MIN_SIDE, min(self.height, self.width, h, w))
+        factor = target / min(h, w)
+        return round(h * factor), round(w * factor)
 
     def _zoom_in(self, clicker, frame: int, prob: Tensor, positive: np.ndarray, negative: np.ndarray,
                  current: np.ndarray) -> Tensor:
@@ -416,7 +443,8 @@ class InteractiveSession:
         learned on objects that fill a fair share of a 320-pixel crop, and misses a 150-pixel one in a
         480p frame. (h, w) in and out."""
         anchor = positive if positive.any() else negative  # far negative marks must not widen the box
-        box = zoom_box(anchor | parts_touching(prob.numpy() > 0.5, anchor), (ZOOM_SIDE / self.config.zoom_in) ** 2)
+        scale = min(self.size) / min(self._click_size())  # processing pixels per pixel the network reads
+        box = zoom_box(anchor | parts_touching(prob.numpy() > 0.5, anchor), (scale * ZOOM_SIDE / self.config.zoom_in) ** 2)
         if box is None:
             return prob
         ys, xs = box
@@ -504,15 +532,16 @@ class InteractiveSession:
                 raise InputError(None, str(err)) from None
         return _resize_bool(pos, self.size), _resize_bool(neg, self.size)
 
-    def _rgb(self, index: int) -> Tensor:
-        """(1, 3, h, w) float frame at processing size."""
+    def _rgb(self, index: int, size: tuple[int, int] | None = None) -> Tensor:
+        """(1, 3, h, w) float frame at ``size`` (default: the processing size)."""
+        size = size or self.size
         frame = np.ascontiguousarray(self.frames[index])
         if frame.shape[:2] != (self.height, self.width):
             raise InputError(None, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
                                    f"frame 0 is {self.width}x{self.height}")
         x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1)[None].float() / 255
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return x
 
     def _bgr(self, index: int) -> np.ndarray:

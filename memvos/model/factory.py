@@ -142,14 +142,15 @@ def default_model_source(frame_size: tuple[int, int] | None = None, enlarge: boo
     return str(fast) if min(size) >= FAST_MIN_SHORT_SIDE else small
 
 
-def default_interactive_source(frame_size: tuple[int, int] | None = None) -> str:
-    """The model interactive sessions propagate with: the fast stride-16 model from 480p up, so a
-    round on a 480p video takes seconds; the stride-8 one for smaller frames (sessions process
-    frames at their size or downsized, never enlarged: on schoolgirls, enlarged to 480, AUC fell
-    from 0.426 to 0.351 and rounds took 15 s; docs/interactive.md). The annotated frame's mask
-    comes from the interaction network (``memvos.model.interaction``). On the DAVIS interactive protocol this
-    beat the stroke-conditioned ``frozen-key-lite0-interactive`` (docs/interactive.md)."""
-    return default_model_source(frame_size, enlarge=False)
+def default_interactive_source(frame_size: tuple[int, int] | None = None, enlarge: bool = True) -> str:
+    """The model interactive sessions propagate with, chosen as ``default_model_source`` does:
+    the fast stride-16 model for frames it processes at 480p or more (240p-479p ones enlarged,
+    unless ``enlarge`` is False), so a round on a 480p video takes seconds; the stride-8 one for
+    tinier frames. The annotated frame's mask comes from the interaction network
+    (``memvos.model.interaction``), which reads small frames at their own size. On the DAVIS
+    interactive protocol this beat the stroke-conditioned ``frozen-key-lite0-interactive``, and
+    on schoolgirls (240p) the enlarged fast model beat the stride-8 one at 240p (docs/interactive.md)."""
+    return default_model_source(frame_size, enlarge=enlarge)
 
 
 def checkpoint_config(path: str | Path) -> MemvosConfig:

@@ -326,6 +326,50 @@ def test_a_first_touch_uses_the_first_touch_network_and_corrections_the_other(cl
     assert (second == 1).tolist() == expected("correct", current, more).tolist()
 
 
+def test_enlarged_frames_are_propagated_enlarged_but_read_at_their_own_size_by_the_interaction_network(
+        clip, model, tmp_path, monkeypatch):
+    """With min_short_side the session processes a small clip enlarged (as the fast preset asks),
+    while the interaction network reads the frame at its own size: read enlarged, a 240p clip's
+    first masks fell from J 0.67 to 0.45."""
+    from memvos.inference import interactive
+    from memvos.model.interaction import (ClickToMask, InteractionNet, InteractionNetConfig, load_click_to_mask,
+                                          save_interaction_net)
+
+    monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
+    torch.manual_seed(1)
+    weights = str(tmp_path / "net.safetensors")
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=16)), weights)
+    read_sizes = []
+    features = ClickToMask.features
+    monkeypatch.setattr(ClickToMask, "features",
+                        lambda self, rgb, mirror=False: read_sizes.append(tuple(rgb.shape[-2:])) or features(self, rgb, mirror))
+    session = session_for(clip, model, prior="network", interaction_weights=weights, first_touch_weights=weights,
+                          keep_near_marks=None, zoom_in=None, min_short_side=256, max_upscale=2.0)
+    assert session.size == (256, 384)  # 128x192 enlarged 2x
+    pos = np.zeros(clip.labels[0].shape, bool)
+    pos[60:64, 90:100] = True
+    labels = session.interact(0, 1, positive=pos)
+    assert read_sizes == [(128, 192)]
+    clicker = load_click_to_mask(weights)
+    rgb = torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
+    expected = clicker.predict(features(clicker, rgb, mirror=True), pos, np.zeros_like(pos),
+                               np.zeros(pos.shape, np.float32))
+    expected = (expected > 0.5).numpy() | pos
+    assert labels[pos].all() and np.mean((labels == 1) == expected) > 0.99  # up and down again: edges may move
+
+
+def test_session_config_takes_the_presets_processing_size_rule():
+    from memvos.inference.interactive import session_config
+    from memvos.model.factory import FAST_WEIGHTS, checkpoint_config
+
+    fast = checkpoint_config(FAST_WEIGHTS)
+    config = session_config(fast, prior="paint")
+    assert (config.min_short_side, config.max_upscale, config.prior) == (480, 2.0, "paint")
+    assert config.memory == fast.inference.memory
+    assert config.processing_size(240, 432) == (480, 864) and config.processing_size(1080, 1920) == (480, 853)
+    assert session_config(fast, max_short_side=None).processing_size(1080, 1920) == (1080, 1920)
+
+
 def test_zoom_box_grows_around_the_region_and_skips_large_ones():
     """zoom_box: the region's box grown by the margin on each side (at least min_side), clipped to
     the frame; None for an empty region or a box of more pixels than asked."""
