@@ -86,7 +86,8 @@ def test_default_model_depends_on_the_frame_size():
     assert default_model_source(None) == str(FAST_WEIGHTS)  # size unknown: what `memvos segment` runs at 480p
     assert default_interactive_source((480, 854)) == str(FAST_WEIGHTS)
     assert default_interactive_source((240, 432)) == str(FAST_WEIGHTS)  # sessions enlarge as segment does
-    assert default_interactive_source((360, 640), enlarge=False) == str(DEFAULT_WEIGHTS)  # processed at 360
+    assert default_interactive_source((239, 426)) == str(DEFAULT_WEIGHTS)  # 2x would not reach 480p
+    assert default_interactive_source((480, 854), max_short_side=300) == str(DEFAULT_WEIGHTS)  # processed at 300
     model, cfg = load_model(None, frame_size=(720, 1280))
     assert model.config.output_stride == 16 and cfg.name == load_checkpoint(FAST_WEIGHTS)[1].name
     assert load_model("frozen-key-lite0")[1].model["output_stride"] == 8

@@ -128,13 +128,12 @@ class _State:
 
 
 def load_interactive_model(source: str | Path | None = None, device: str = "cpu",
-                           frame_size: tuple[int, int] | None = None, enlarge: bool = True):
+                           frame_size: tuple[int, int] | None = None, max_short_side: int | None = 480):
     """The model an interactive session propagates with: a checkpoint or preset, else the shipped
-    model for frames of ``frame_size`` (``default_interactive_source``; ``enlarge``: as its preset
-    would process them, else at exactly that size)."""
+    model for a video of ``frame_size`` processed as a session does (``default_interactive_source``)."""
     from memvos.model.factory import default_interactive_source, load_model
 
-    return load_model(source or default_interactive_source(frame_size, enlarge), device)
+    return load_model(source or default_interactive_source(frame_size, max_short_side), device)
 
 
 def interactive_models(source: str | Path | None = None, device: str = "cpu", short_side: int | None = 480):
@@ -147,8 +146,7 @@ def interactive_models(source: str | Path | None = None, device: str = "cpu", sh
     def for_frames(frames) -> tuple:
         from memvos.model.factory import default_interactive_source
 
-        size = processing_size(*frames[0].shape[:2], short_side) if len(frames) else None
-        key = str(source or default_interactive_source(size))
+        key = str(source or default_interactive_source(frames[0].shape[:2] if len(frames) else None, short_side))
         with lock:
             if key not in loaded:
                 loaded[key] = load_interactive_model(key, device)
@@ -164,10 +162,14 @@ class InteractiveSession:
         """``model``: any engine model (default: ``load_interactive_model()``); models built with
         ``scribbles: true`` also get the strokes as memory-encoder inputs."""
         if model is None:
-            # without a config the model's preset decides the size (enlarging small frames);
-            # with one, the default model for the size it gives
-            size = (config or InteractiveConfig()).processing_size(*frames[0].shape[:2]) if len(frames) else None
-            model, memvos_config = load_interactive_model(frame_size=size, enlarge=config is None)
+            own = tuple(frames[0].shape[:2]) if len(frames) else None
+            if config is None or own is None:  # the model's preset then decides the processing size
+                model, memvos_config = load_interactive_model(frame_size=own)
+            else:  # the default model for the size the given config processes at
+                from memvos.model.factory import default_model_source
+
+                model, memvos_config = load_interactive_model(
+                    default_model_source(config.processing_size(*own), enlarge=False))
         self.model = model
         self.config = config or (session_config(memvos_config) if memvos_config is not None else InteractiveConfig())
         self.frames = frames

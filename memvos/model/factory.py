@@ -142,15 +142,23 @@ def default_model_source(frame_size: tuple[int, int] | None = None, enlarge: boo
     return str(fast) if min(size) >= FAST_MIN_SHORT_SIDE else small
 
 
-def default_interactive_source(frame_size: tuple[int, int] | None = None, enlarge: bool = True) -> str:
-    """The model interactive sessions propagate with, chosen as ``default_model_source`` does:
-    the fast stride-16 model for frames it processes at 480p or more (240p-479p ones enlarged,
-    unless ``enlarge`` is False), so a round on a 480p video takes seconds; the stride-8 one for
-    tinier frames. The annotated frame's mask comes from the interaction network
-    (``memvos.model.interaction``), which reads small frames at their own size. On the DAVIS
-    interactive protocol this beat the stroke-conditioned ``frozen-key-lite0-interactive``, and
-    on schoolgirls (240p) the enlarged fast model beat the stride-8 one at 240p (docs/interactive.md)."""
-    return default_model_source(frame_size, enlarge=enlarge)
+def default_interactive_source(frame_size: tuple[int, int] | None = None, max_short_side: int | None = 480) -> str:
+    """The model interactive sessions propagate with, for a video of ``frame_size`` (H, W),
+    judged at the size a session processes it at (the fast preset's rule, downsized to
+    ``max_short_side``): the fast stride-16 model from 480p up (240p-479p videos enlarged to
+    480), so a round on a 480p video takes seconds; the stride-8 one below. The annotated frame's
+    mask comes from the interaction network (``memvos.model.interaction``), which reads small
+    frames at their own size. On the DAVIS interactive protocol this beat the stroke-conditioned
+    ``frozen-key-lite0-interactive``, and on schoolgirls (240p) the enlarged fast model beat the
+    stride-8 one at 240p (docs/interactive.md)."""
+    from memvos.inference.core import processing_size
+
+    fast = shipped_weights("frozen-key-lite0-fast")
+    if fast is None or frame_size is None:
+        return default_model_source(frame_size)
+    run = checkpoint_config(fast).inference
+    size = processing_size(*frame_size, max_short_side, run.min_short_side, run.max_upscale)
+    return default_model_source(size, enlarge=False)
 
 
 def checkpoint_config(path: str | Path) -> MemvosConfig:

@@ -332,8 +332,13 @@ def test_enlarged_frames_are_propagated_enlarged_but_read_at_their_own_size_by_t
     while the interaction network reads the frame at its own size: read enlarged, a 240p clip's
     first masks fell from J 0.67 to 0.45."""
     from memvos.inference import interactive
-    from memvos.model.interaction import (ClickToMask, InteractionNet, InteractionNetConfig, load_click_to_mask,
-                                          save_interaction_net)
+    from memvos.model.interaction import (
+        ClickToMask,
+        InteractionNet,
+        InteractionNetConfig,
+        load_click_to_mask,
+        save_interaction_net,
+    )
 
     monkeypatch.setattr(interactive, "CLICK_MIN_SIDE", 0)
     torch.manual_seed(1)
