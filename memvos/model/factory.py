@@ -153,12 +153,10 @@ def default_interactive_source(frame_size: tuple[int, int] | None = None, max_sh
     stride-8 one at 240p (docs/interactive.md)."""
     from memvos.inference.core import processing_size
 
-    fast = shipped_weights("frozen-key-lite0-fast")
-    if fast is None or frame_size is None:
-        return default_model_source(frame_size)
-    run = checkpoint_config(fast).inference
-    size = processing_size(*frame_size, max_short_side, run.min_short_side, run.max_upscale)
-    return default_model_source(size, enlarge=False)
+    if frame_size is None:
+        return default_model_source()
+    size = processing_size(*frame_size, max_short_side)
+    return default_model_source(size, enlarge=min(size) == min(frame_size))  # downsized videos are never enlarged
 
 
 def checkpoint_config(path: str | Path) -> MemvosConfig:
