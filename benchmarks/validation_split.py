@@ -3,7 +3,7 @@ sequences + schoolgirls (``hard``) and the old held-out six (``six``).
 
 Usage:
     python benchmarks/validation_split.py --data ../shared/data [--config NAME | --checkpoint FILE ...]
-        [--split validation|hard|six] [--read stm|kmn] [--threads 2] [--json OUT.json]
+        [--split validation|hard|six] [--read stm|kmn] [--flip] [--threads 2] [--json OUT.json]
 
 Each sequence is segmented from its first frame's mask with `memvos segment`'s code path and
 scored with `memvos eval`'s. Without --config/--checkpoint the model is the one `memvos segment`
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scales", help="processing short sides, as memvos segment --scales (e.g. 480: small "
                                          "frames upscaled); the model is then picked for that size")
+    parser.add_argument("--flip", action="store_true", help="test-time flip, as memvos segment --flip")
     parser.add_argument("--json", type=Path, help="write the per-sequence scores here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,6 +60,8 @@ def main() -> None:
             override_read(models, mode=args.read)
             if scales:
                 config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, scales=scales))
+            if args.flip:
+                config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, flip=True))
             models_by_size[size] = (models, config)
         models, config = models_by_size[size]
         first = seq.frames.names[0]
@@ -77,7 +80,7 @@ def main() -> None:
         if picked:
             summary[name] = float(np.mean(picked))
     label = " ".join(args.checkpoint or []) or args.config or "default"
-    print("RESULT " + f"model={label} read={args.read or 'config'} scales={args.scales or 'config'} "
+    print("RESULT " + f"model={label} read={args.read or 'config'} scales={args.scales or 'config'} flip={args.flip} "
           + " ".join(f"{k}={v:.4f}" for k, v in summary.items()) + f" sequences={len(rows)}")
     if args.json:
         args.json.write_text(json.dumps({"model": label, "command": " ".join(sys.argv), "summary": summary,

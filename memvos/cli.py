@@ -210,6 +210,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_average(args: argparse.Namespace) -> int:
+    from memvos.model.interaction import is_interaction_weights
+
+    if is_interaction_weights(args.weights[0]):
+        from memvos.train.interaction import average_interaction_weights
+
+        average_interaction_weights(args.weights, args.out)
+        print(f"wrote {args.out} (fp16, the mean of {len(args.weights)} interaction-network weights)")
+        return 0
     from memvos.train.trainer import average_weights
 
     config = average_weights(args.weights, args.out)

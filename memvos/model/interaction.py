@@ -172,6 +172,17 @@ def interaction_config_of(path: str | Path) -> InteractionNetConfig:
     return InteractionNetConfig(**_read_config(Path(path)))
 
 
+def is_interaction_weights(path: str | Path) -> bool:
+    """Whether ``path`` is exported interaction-network weights (safetensors with its config)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        return bool(_read_config(path))
+    except (OSError, ValueError, RuntimeError):  # not a safetensors file: the caller's error names it
+        return False
+
+
 def _read_config(path: Path) -> dict:
     import json
 
@@ -184,12 +195,17 @@ def _read_config(path: Path) -> dict:
 
 def save_interaction_net(net: InteractionNet, path: str | Path) -> None:
     """fp16 safetensors with the config in the metadata (what ``load_click_to_mask`` reads)."""
+    save_interaction_state(net.state_dict(), net.config, path)
+
+
+def save_interaction_state(state: dict[str, Tensor], config: InteractionNetConfig, path: str | Path) -> None:
+    """An interaction network's parameters and config -> fp16 safetensors, written atomically."""
     import json
 
     from safetensors.torch import save_file
 
     from memvos.data.atomic import atomic_path
 
-    state = {k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().half().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"interaction_net": json.dumps(asdict(net.config))})
+        save_file(state, str(tmp), metadata={"interaction_net": json.dumps(asdict(config))})

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-from memvos.data.atomic import atomic_path
+from memvos.data.atomic import atomic_path, check_output
 from memvos.data.masks import object_ids
 from memvos.data.pipeline import prefetch
 from memvos.data.scribbles import click_disks, random_walk_stroke, skeleton_strokes
@@ -40,7 +40,9 @@ from memvos.model.interaction import (
     InteractionNetConfig,
     guidance_planes,
     interaction_config_of,
+    is_interaction_weights,
     save_interaction_net,
+    save_interaction_state,
 )
 from memvos.train.config import data_kind, read_yaml_text
 from memvos.train.data import image_mask_pairs, sample_rng
@@ -75,6 +77,7 @@ class InteractionTrainConfig:
     checkpoint_every: int = 200
     log_every: int = 25
     threads: int | None = None
+    snapshots: list[int] = field(default_factory=list)  # iterations whose weights are also exported, to average
 
 
 def is_interaction_config(path: str | Path) -> bool:
@@ -97,6 +100,8 @@ def load_interaction_config(path: str | Path, data_root: str | Path | None = Non
         cfg = InteractionTrainConfig(**values)
         if not cfg.roots:
             raise ValueError("data.roots is empty: give the static image folders")
+        if any(not 1 <= n <= cfg.iterations for n in cfg.snapshots):
+            raise ValueError(f"train.snapshots must be iterations from 1 to {cfg.iterations}, got {cfg.snapshots}")
         if cfg.crop % 16 or cfg.crop > cfg.cache_short_side:
             raise ValueError(f"data.crop must be a multiple of 16 and at most cache_short_side, got {cfg.crop}")
         return cfg
@@ -331,6 +336,8 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             with atomic_path(last) as tmp:
                 torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done}, tmp)
+        if done in cfg.snapshots:
+            save_interaction_net(net, out / f"snapshot-{done}.safetensors")
     net.eval()
     weights = out / WEIGHTS_NAME
     save_interaction_net(net, weights)
@@ -346,8 +353,27 @@ def _initial_weights(path: str | Path, config: InteractionNetConfig) -> dict[str
         raise InputError(path, "init weights not found")
     saved = interaction_config_of(path)
     if saved != config:
-        raise InputError(path, f"init weights are of another interaction network ({saved}, not {config})")
+        raise InputError(path, f"weights of another interaction network ({saved}, not {config})")
     return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+
+def average_interaction_weights(inputs: list[str | Path], out: str | Path) -> InteractionNetConfig:
+    """The parameter-wise mean of several interaction-network weights of one config (snapshots of
+    one run, as ``memvos average`` does for the memory network) -> fp16 safetensors at ``out``."""
+    if len(inputs) < 2:
+        raise InputError(None, "averaging needs at least two weight files")
+    check_output(out, "file", inputs=tuple(inputs))
+    config = interaction_config_of(inputs[0])
+    total: dict[str, Tensor] = {}
+    for path in inputs:
+        if not is_interaction_weights(path):
+            raise InputError(path, "not interaction-network weights (no interaction_net config in the file)")
+        state = _initial_weights(path, config)  # refuses another network's weights, naming the file
+        for name, value in state.items():
+            total[name] = total[name] + value if name in total else value.clone()
+    save_interaction_state({name: value / len(inputs) for name, value in total.items()}, config, out)
+    return config
 
 
 # ---- evaluation -----------------------------------------------------------------------------------

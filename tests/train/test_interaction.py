@@ -180,5 +180,36 @@ def test_a_run_starts_from_saved_weights_and_refuses_another_networks(tmp_path):
 
     other = tmp_path / "other.safetensors"
     save_interaction_net(InteractionNet(InteractionNetConfig(width=32)), other)
-    with pytest.raises(InputError, match="other.safetensors: init weights are of another interaction network"):
+    with pytest.raises(InputError, match="other.safetensors: weights of another interaction network"):
         train_interaction(dataclasses.replace(cfg, init=str(other), out=str(tmp_path / "run2")))
+
+
+def test_snapshots_are_exported_and_memvos_average_takes_their_mean(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from memvos.cli import main
+
+    path = tiny_run(tmp_path, 3)
+    cfg = dataclasses.replace(load_interaction_config(path), snapshots=[1, 3])
+    train_interaction(cfg)
+    one, three = tmp_path / "run" / "snapshot-1.safetensors", tmp_path / "run" / "snapshot-3.safetensors"
+    a, b = load_file(str(one)), load_file(str(three))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # two different points of the run
+
+    out = tmp_path / "mean.safetensors"
+    assert main(["average", str(out), str(one), str(three)]) == 0
+    mean = load_file(str(out))
+    for k in a:
+        assert torch.allclose(mean[k].float(), (a[k].float() + b[k].float()) / 2, atol=2e-3, rtol=1e-3)
+    assert load_click_to_mask(out).net.config == InteractionNetConfig(width=16)
+
+    other = tmp_path / "other.safetensors"
+    save_interaction_net(InteractionNet(InteractionNetConfig(width=32)), other)
+    assert main(["average", str(tmp_path / "bad.safetensors"), str(one), str(other)]) == 2
+    assert "other.safetensors: weights of another interaction network" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()
+
+    bad = write_yaml(tmp_path / "late.yaml", {"data": {"kind": "interaction", "roots": ["x"]},
+                                              "train": {"iterations": 10, "snapshots": [20]}})
+    with pytest.raises(InputError, match="late.yaml: train.snapshots must be iterations from 1 to 10"):
+        load_interaction_config(bad)
