@@ -357,7 +357,6 @@ def _initial_weights(path: str | Path, config: InteractionNetConfig) -> dict[str
     return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
-
 def average_interaction_weights(inputs: list[str | Path], out: str | Path) -> InteractionNetConfig:
     """The parameter-wise mean of several interaction-network weights of one config (snapshots of
     one run, as ``memvos average`` does for the memory network) -> fp16 safetensors at ``out``."""
