@@ -191,3 +191,8 @@ def data_kind(path: str | Path) -> str | None:
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def snapshot_path(out: Path, iteration: int) -> Path:
+    """Where a run exports its weights at a ``train.snapshots`` iteration."""
+    return out / f"snapshot-{iteration}.safetensors"

@@ -44,7 +44,7 @@ from memvos.model.interaction import (
     save_interaction_net,
     save_interaction_state,
 )
-from memvos.train.config import data_kind, read_yaml_text
+from memvos.train.config import data_kind, read_yaml_text, snapshot_path
 from memvos.train.data import image_mask_pairs, sample_rng
 from memvos.train.feature_cache import CachedImage, FeatureCache, warp_view
 
@@ -337,7 +337,7 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
             with atomic_path(last) as tmp:
                 torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done}, tmp)
         if done in cfg.snapshots:
-            save_interaction_net(net, out / f"snapshot-{done}.safetensors")
+            save_interaction_net(net, snapshot_path(out, done))
     net.eval()
     weights = out / WEIGHTS_NAME
     save_interaction_net(net, weights)
@@ -345,7 +345,8 @@ def train_interaction(cfg: InteractionTrainConfig, resume: bool = False) -> Path
 
 
 def _initial_weights(path: str | Path, config: InteractionNetConfig) -> dict[str, Tensor]:
-    """The state dict of interaction weights to start from, checked against the network's config."""
+    """The state dict of interaction weights (to start from, or to average), checked against the
+    network's config."""
     from safetensors.torch import load_file
 
     path = Path(path)

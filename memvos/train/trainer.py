@@ -38,7 +38,7 @@ from memvos.errors import InputError
 from memvos.model.factory import build_model, check_device, load_checkpoint, save_checkpoint
 from memvos.model.frozen_key import FrozenKeyConfig
 from memvos.model.memory_read import ReadConfig
-from memvos.train.config import TrainConfig, config_to_dict
+from memvos.train.config import TrainConfig, config_to_dict, snapshot_path
 from memvos.train.data import (
     StaticClips,
     VideoClips,
@@ -442,11 +442,6 @@ def _tensorboard(out: Path):
     except ImportError:  # tensorboard is optional
         return None
     return SummaryWriter(str(out / "tensorboard"))
-
-
-def snapshot_path(out: Path, iteration: int) -> Path:
-    """Where a run exports its weights at a ``train.snapshots`` iteration."""
-    return out / f"snapshot-{iteration}.safetensors"
 
 
 def average_weights(inputs: Sequence[str | Path], out: str | Path) -> MemvosConfig:
