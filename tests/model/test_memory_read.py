@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from memvos.model.memory_read import MemoryRead, ReadConfig
+from memvos.model.memory_read import MemoryRead, ReadConfig, top_k_along_last
 
 
 def random_memory(b=2, ck=8, cv=5, t=3, h=4, w=6, seed=0):
@@ -185,3 +185,25 @@ def test_top_k_training_path_matches_the_inference_path():
     assert torch.allclose(got, expected, atol=1e-6)
     got.sum().backward()
     assert values.grad is not None and values.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n", [700, 1000, 4093])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_top_k_along_last_finds_what_torch_topk_finds(n, dtype):
+    """Rows long enough for the column-block search (a length not a multiple of its rows too):
+    the same k values as torch.topk, and the indices point at them."""
+    x = torch.randn(2, 9, n, generator=torch.Generator().manual_seed(n)).to(dtype)
+    x[0, 0, -3:] = 50  # the largest entries at the padded end of a row
+    values, index = top_k_along_last(x, 5)
+    expected = x.topk(5, dim=-1).values
+    assert torch.equal(values.sort(-1).values, expected.sort(-1).values)
+    assert torch.equal(torch.gather(x, -1, index), values)
+    assert set(index[0, 0].tolist()) >= {n - 3, n - 2, n - 1}
+
+
+def test_top_k_along_last_passes_gradients_to_the_chosen_entries():
+    x = torch.randn(3, 2000, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    values, index = top_k_along_last(x, 4)
+    values.sum().backward()
+    chosen = torch.zeros_like(x).scatter(-1, index, 1.0)
+    assert torch.equal(x.grad, chosen)
