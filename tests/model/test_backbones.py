@@ -113,14 +113,18 @@ SAME_PADS = {(64, 3): (0, 1), (65, 3): (1, 1), (64, 5): (1, 2), (65, 5): (2, 2)}
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
-def test_same_padding_is_tensorflow_style(kernel):
-    """Stride 2: output ceil(n / 2); an odd padding total puts the extra pixel bottom/right."""
-    conv = SameConv2d(1, 1, kernel, stride=2)
-    x = torch.randn(1, 1, 64, 65)  # even height, odd width
+@pytest.mark.parametrize("size", [(64, 65), (65, 64), (65, 65), (64, 64)])
+def test_same_padding_is_tensorflow_style(kernel, size):
+    """Stride 2: output ceil(n / 2); an odd padding total puts the extra pixel bottom/right
+    (the layer does it without padding the input: the result must be the padded one's)."""
+    conv = SameConv2d(4, 4, kernel, stride=2, groups=4)
+    conv.bias = torch.nn.Parameter(torch.randn(4))  # as after a BatchNorm is folded in
+    x = torch.randn(1, 4, *size)
     out = conv(x)
-    assert out.shape[-2:] == (32, 33)
-    ref = F.conv2d(F.pad(x, (*SAME_PADS[65, kernel], *SAME_PADS[64, kernel])), conv.weight, stride=2)
-    assert torch.allclose(out, ref, atol=1e-6)
+    assert out.shape[-2:] == tuple((n + 1) // 2 for n in size)
+    h, w = size
+    ref = F.conv2d(F.pad(x, (*SAME_PADS[w, kernel], *SAME_PADS[h, kernel])), conv.weight, conv.bias, stride=2, groups=4)
+    assert torch.allclose(out, ref, atol=1e-5)
 
 
 def test_factory_errors(tmp_path):
