@@ -35,6 +35,7 @@ class DataSpec:
     scale: bool = True  # feature cache, video: scale clips by up to 1.25 (else aligned crops only)
     static_roots: list[str] = field(default_factory=list)  # feature cache, video: static images mixed in ...
     static_fraction: float = 0.0  # ... as this share of the clips
+    paste: float = 0.0  # feature cache, static: share of clips given another image's objects (copy-paste)
 
 
 @dataclass
@@ -113,6 +114,10 @@ def train_config_from_dict(data: dict[str, Any], name: str = "train") -> TrainCo
 
         if cfg.data.exclude_split not in SPLITS:
             raise ValueError(f"data.exclude_split must be one of {sorted(SPLITS)}, got {cfg.data.exclude_split!r}")
+    if not 0.0 <= cfg.data.paste <= 1.0:
+        raise ValueError(f"data.paste must be in [0, 1], got {cfg.data.paste!r}")
+    if cfg.data.paste > 0 and not (cfg.data.feature_cache and cfg.data.kind == "static"):
+        raise ValueError("data.paste pastes cached features: it needs data.feature_cache and data.kind: static")
     if cfg.data.feature_cache and cfg.data.cache_short_side < cfg.data.crop:
         raise ValueError(f"data.cache_short_side ({cfg.data.cache_short_side}) must be at least data.crop ({cfg.data.crop})")
     if not cfg.data.roots:

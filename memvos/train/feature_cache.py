@@ -30,6 +30,7 @@ from memvos.data.atomic import atomic_path
 from memvos.data.datasets import open_dataset
 from memvos.data.frames import read_rgb
 from memvos.data.masks import object_ids, read_mask
+from memvos.data.palette import VOID_ID
 from memvos.data.static_clips import ClipAugment, hide_probability, pick_objects, random_affine
 from memvos.errors import InputError
 from memvos.train.data import VideoClips, image_mask_pairs, item_for, renumber, sample_rng, skip_curriculum
@@ -140,6 +141,29 @@ def hide_cells(features: list[Tensor], labels: np.ndarray, fill: list[Tensor], p
     return out, np.where(pixel, 0, labels).astype(labels.dtype)
 
 
+PASTED_IDS = 128  # a pasted object's id: this plus its id in the donor image (below the void id 255)
+
+
+def paste_objects(features: list[Tensor], labels: np.ndarray, donor_features: list[Tensor],
+                  donor_labels: np.ndarray) -> tuple[list[Tensor], np.ndarray]:
+    """Copy-paste in feature space: the donor view's objects cover the view (features of every
+    level where they cover at least half a cell, labels where they cover a pixel) and become
+    objects of their own (ids ``PASTED_IDS`` + donor id), occluding what is under them. Clips
+    then hold objects from different photographs that move independently and pass over each
+    other, more like the crowds and look-alikes of real video than one warped photograph is."""
+    donor_ids = [i for i in object_ids(donor_labels) if PASTED_IDS + i < VOID_ID]
+    cover = np.isin(donor_labels, donor_ids)
+    if not cover.any():
+        return features, labels
+    out = []
+    for level, other in zip(features, donor_features):
+        n = level.shape[-1]
+        share = cv2.resize(cover.astype(np.float32), (n, level.shape[-2]), interpolation=cv2.INTER_AREA)
+        out.append(torch.where(torch.from_numpy(share >= 0.5), other, level))
+    pasted = np.where(cover, PASTED_IDS + donor_labels.astype(np.int64), labels).astype(labels.dtype)
+    return out, pasted
+
+
 def _renumber_first(labels: list[np.ndarray], max_objects: int, min_pixels: int, rng: np.random.Generator
                     ) -> tuple[np.ndarray, int]:
     """Objects of frame 0 (at least ``min_pixels``), up to ``max_objects`` at random, renumbered 1..K
@@ -163,9 +187,10 @@ class CachedStaticClips:
     one flip per clip; Hide-and-Seek optional (probability rising to ``hide_max``)."""
 
     def __init__(self, roots: list[str | Path], aug: ClipAugment, cache: FeatureCache,
-                 hide_and_seek: bool = False, hide_max: float = 0.5) -> None:
+                 hide_and_seek: bool = False, hide_max: float = 0.5, paste: float = 0.0) -> None:
         self.pairs = image_mask_pairs(roots)
         self.aug, self.cache, self.hide_and_seek, self.hide_max = aug, cache, hide_and_seek, hide_max
+        self.paste = paste  # share of clips that get another image's objects pasted in (``paste_objects``)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -187,12 +212,18 @@ class CachedStaticClips:
             other = self.cache.get(*self.pairs[int(rng.integers(len(self)))])
             fill = warp_view(other, random_affine(rng, other.labels.shape, self.aug), self.aug.crop)[0]
         flip = bool(rng.random() < 0.5)
+        donor = None
+        if self.paste > 0 and rng.random() < self.paste:
+            donor = self.cache.get(*self.pairs[int(rng.integers(len(self)))])
         features, labels = [], []
         for t in range(self.aug.frames):
             for _attempt in range(10):  # the reference frame must show an object: draw again if not
                 view, lab = warp_view(image, random_affine(rng, image.labels.shape, self.aug), self.aug.crop, flip)
                 if t > 0 or any(np.count_nonzero(lab == i) >= self.aug.min_object_pixels for i in object_ids(lab)):
                     break
+            if donor is not None:  # the donor's objects move on their own (a view of their own per frame)
+                view, lab = paste_objects(view, lab, *warp_view(donor, random_affine(rng, donor.labels.shape, self.aug),
+                                                                self.aug.crop, flip))
             if t > 0 and fill is not None:
                 view, lab = hide_cells(view, lab, fill, hide_p, rng)
             features.append(view)

@@ -123,7 +123,8 @@ def build_dataset(cfg: TrainConfig, model: nn.Module | None = None):
         c = model.config
         cache = FeatureCache(model.backbone, f"{c.backbone}-s{c.output_stride}", d.feature_cache, d.cache_short_side)
         if d.kind == "static":
-            return CachedStaticClips(d.roots, aug, cache, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max)
+            return CachedStaticClips(d.roots, aug, cache, hide_and_seek=d.hide_and_seek, hide_max=d.hide_max,
+                                     paste=d.paste)
         video = CachedVideoClips(d.roots, aug, cache, exclude=exclude, skip=d.skip, scale=d.scale)
         if d.static_roots and d.static_fraction > 0:
             return MixedClips(video, CachedStaticClips(d.static_roots, aug, cache, hide_and_seek=False), d.static_fraction)

@@ -20,7 +20,9 @@ from memvos.train.feature_cache import (
     MixedClips,
     cached_size,
     collate_features,
+    PASTED_IDS,
     hide_cells,
+    paste_objects,
     warp_view,
 )
 from memvos.train.trainer import Trainer
@@ -80,6 +82,35 @@ def test_hide_cells_pastes_the_fill_and_clears_labels_under_hidden_cells():
             cell = out_labels[16 * i: 16 * (i + 1), 16 * j: 16 * (j + 1)]
             assert (cell == 0).all() if hidden[i, j] else (cell == 1).all()
             assert bool((out[0][0, 4 * i: 4 * (i + 1), 4 * j: 4 * (j + 1)] > 0).all()) == bool(hidden[i, j])
+
+
+def test_paste_objects_covers_features_and_labels_where_the_donor_objects_are():
+    features = [torch.zeros(2, 8, 8), torch.zeros(2, 4, 4), torch.zeros(2, 2, 2)]  # a 32-pixel crop
+    donor = [torch.ones_like(f) for f in features]
+    labels = np.ones((32, 32), np.uint8)  # object 1 everywhere
+    donor_labels = np.zeros((32, 32), np.uint8)
+    donor_labels[0:16, 0:16] = 2  # the top-left key cell exactly
+    donor_labels[20:22, 20:22] = 1  # 4 pixels: a quarter of a stride-4 cell, less of the others
+    out, out_labels = paste_objects(features, labels, donor, donor_labels)
+    assert out_labels[0, 0] == PASTED_IDS + 2 and out_labels[21, 21] == PASTED_IDS + 1 and out_labels[31, 31] == 1
+    assert int((out_labels == 1).sum()) == 32 * 32 - 256 - 4
+    assert torch.equal(out[2][0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # only the covered key cell
+    assert int(out[0][0].sum()) == 16  # the 4x4 stride-4 cells under the top-left square, not the small one
+    same, same_labels = paste_objects(features, labels, donor, np.zeros_like(donor_labels))
+    assert same is features and same_labels is labels
+
+
+def test_static_clips_with_paste_hold_objects_of_two_images(tmp_path, backbone):
+    aug = ClipAugment(crop=64, max_objects=3, min_object_pixels=20)
+    cache = FeatureCache(backbone, "lite0-s16", tmp_path / "cache", short_side=64)
+    root = make_static_root(tmp_path / "static")
+    plain = CachedStaticClips([root], aug, cache)
+    pasted = CachedStaticClips([root], aug, cache, paste=1.0)
+    more = sum(pasted.sample(2, n, 0, 10).num_objects > plain.sample(2, n, 0, 10).num_objects for n in range(8))
+    assert more >= 1  # some clips gained the donor's objects
+    for n in range(8):
+        clip = pasted.sample(2, n, 0, 10)
+        assert int(clip.labels.max()) <= clip.num_objects <= 3  # renumbered 1..K like any clip
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,16 @@ def test_every_shipped_recipe_reads_its_data_from_the_data_root():
         settings = [line.split("#")[0] for line in path.read_text().splitlines()]
         assert not any("../shared" in line for line in settings), path.name
         assert any("$DATA_ROOT" in line or line.startswith("base:") for line in settings), path.name
+
+
+def test_paste_needs_cached_static_clips(tmp_path):
+    data = tiny_config(tmp_path)
+    data["data"]["paste"] = 0.5
+    with pytest.raises(InputError, match="data.paste .* needs data.feature_cache"):
+        load_train_config(write_yaml(tmp_path / "pixels.yaml", data))
+    data["data"]["feature_cache"] = str(tmp_path / "cache")
+    data["data"]["cache_short_side"] = max(data["data"].get("crop", 384), 384)
+    assert load_train_config(write_yaml(tmp_path / "cached.yaml", data)).data.paste == 0.5
+    data["data"]["paste"] = 2.0
+    with pytest.raises(InputError, match=r"data.paste must be in \[0, 1\]"):
+        load_train_config(write_yaml(tmp_path / "bad.yaml", data))
