@@ -127,6 +127,14 @@ def test_same_padding_is_tensorflow_style(kernel, size):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+def test_same_padding_of_a_dilated_stride_2_convolution():
+    """Dilation 2, kernel 3 (an effective kernel of 5): pads (1, 2) on 64 pixels, (2, 2) on 65."""
+    conv = SameConv2d(2, 3, 3, stride=2, dilation=2)
+    x = torch.randn(1, 2, 64, 65)
+    ref = F.conv2d(F.pad(x, (2, 2, 1, 2)), conv.weight, stride=2, dilation=2)
+    assert torch.allclose(conv(x), ref, atol=1e-5)
+
+
 def test_factory_errors(tmp_path):
     with pytest.raises(InputError, match="unknown backbone"):
         build_backbone("vgg16")
