@@ -13,6 +13,7 @@ from memvos.data.static_clips import ClipAugment
 from memvos.model.backbones import build_backbone
 from memvos.train.config import train_config_from_dict
 from memvos.train.feature_cache import (
+    PASTED_IDS,
     CachedImage,
     CachedStaticClips,
     CachedVideoClips,
@@ -20,7 +21,6 @@ from memvos.train.feature_cache import (
     MixedClips,
     cached_size,
     collate_features,
-    PASTED_IDS,
     hide_cells,
     paste_objects,
     warp_view,
