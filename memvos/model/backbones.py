@@ -234,7 +234,8 @@ class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding (the Lite weights were trained in TF).
 
     Output size is ceil(input / stride); when the padding total is odd the extra row/column
-    goes at the bottom/right. Stride 1 (odd kernels) is symmetric, so plain padding is used.
+    goes at the bottom/right (done inside the convolution: ``_lead_with_zero_tap``). Stride 1
+    (odd kernels) is symmetric, so plain padding is used.
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> None:
@@ -247,7 +248,7 @@ class SameConv2d(nn.Conv2d):
         weight, padding = self.weight, []
         for dim, (size, k, s, d) in enumerate(zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation,
                                                     strict=True)):
-            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            total = _same_total(size, k, s, d)
             if total % 2 and d == 1:  # one more row/column after than before: see _lead_with_zero_tap
                 weight = _lead_with_zero_tap(weight, dim)
             elif total % 2:  # dilated: pad the input (no such layer in the Lite models)
@@ -271,9 +272,14 @@ def _same_pads(x: Tensor, conv: nn.Conv2d) -> list[int]:
     pads: list[int] = []
     dims = zip(x.shape[-1:-3:-1], conv.kernel_size[::-1], conv.stride[::-1], conv.dilation[::-1], strict=True)
     for size, k, s, d in dims:  # (W, ...) then (H, ...)
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        total = _same_total(size, k, s, d)
         pads += [total // 2, total - total // 2]
     return pads
+
+
+def _same_total(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Rows (or columns) TF's SAME padding adds in all along one dim: the output is ceil(size / stride)."""
+    return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
 
 def _lite_bn(channels: int) -> nn.BatchNorm2d:

@@ -167,7 +167,6 @@ class MemoryRead(nn.Module):
         return torch.bmm(F.softmax(logits, dim=-1), values)
 
 
-
 def top_k_along_last(x: Tensor, k: int, rows: int = TOP_K_ROWS) -> tuple[Tensor, Tensor]:
     """(values, indices) of the k largest entries of (..., N) ``x`` along its last dim, as
     ``x.topk(k, dim=-1)`` gives them (up to the order of ties), faster on CPUs for large N.

@@ -184,7 +184,8 @@ def _sample(features: list[list[Tensor]], labels: list[np.ndarray], aug: ClipAug
 class CachedStaticClips:
     """STM's synthetic 3-frame clips from static images, made from cached features: each frame is
     an independent random affine view (``random_affine``) of the image's features and labels,
-    one flip per clip; Hide-and-Seek optional (probability rising to ``hide_max``)."""
+    one flip per clip; Hide-and-Seek optional (probability rising to ``hide_max``); with ``paste``,
+    that share of the clips also gets a second image's objects (``paste_objects``)."""
 
     def __init__(self, roots: list[str | Path], aug: ClipAugment, cache: FeatureCache,
                  hide_and_seek: bool = False, hide_max: float = 0.5, paste: float = 0.0) -> None:
