@@ -1,9 +1,10 @@
 """J&F per sequence on the validation split (memvos.train.splits): the ten hard DAVIS-2016 train
-sequences + schoolgirls (``hard``) and the old held-out six (``six``).
+sequences + schoolgirls (``hard``) and the old held-out six (``six``); ``--split outside`` scores the
+15 other clips instead (a check no choice was tuned on, for weights that never saw a video).
 
 Usage:
     python benchmarks/validation_split.py --data ../shared/data [--config NAME | --checkpoint FILE ...]
-        [--split validation|hard|six] [--read stm|kmn] [--flip] [--threads 2] [--json OUT.json]
+        [--split validation|hard|six|outside] [--read stm|kmn] [--flip] [--threads 2] [--json OUT.json]
 
 Each sequence is segmented from its first frame's mask with `memvos segment`'s code path and
 scored with `memvos eval`'s. Without --config/--checkpoint the model is the one `memvos segment`
@@ -27,7 +28,7 @@ from memvos.data.datasets import DavisDataset
 from memvos.eval.evaluate import evaluate_folders
 from memvos.model.loading import load_models, override_read, parse_scales
 from memvos.segment import segment_video
-from memvos.train.splits import HARD, HELD_OUT_SIX, SPLITS
+from memvos.train.splits import HARD, HELD_OUT_SIX, OUTSIDE, SPLITS
 
 
 def main() -> None:
@@ -75,7 +76,7 @@ def main() -> None:
         print(f"{item.name:18s} objects {r['objects']}  J {r['J']:.3f}  F {r['F']:.3f}  J&F {r['J&F']:.3f}  "
               f"{r['fps']:.2f} frames/s  ({r['model']})", flush=True)
     summary = {}
-    for name, members in (("hard", HARD), ("six", HELD_OUT_SIX)):
+    for name, members in (("hard", HARD), ("six", HELD_OUT_SIX), ("outside", OUTSIDE)):
         picked = [r["J&F"] for r in rows if any(r["sequence"] == m.name and r["dataset"] == m.dataset for m in members)]
         if picked:
             summary[name] = float(np.mean(picked))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memvos.train.splits import HARD, HELD_OUT_SIX
+from memvos.train.splits import HARD, HELD_OUT_SIX, OUTSIDE
 
 
 def main() -> None:
@@ -23,7 +23,9 @@ def main() -> None:
         runs.append((name, {(r["dataset"], r["sequence"]): r for r in data["rows"]}))
     print("| sequence | kind | " + " | ".join(name for name, _ in runs) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in runs) + " |")
-    for group, members in (("hard", HARD), ("six", HELD_OUT_SIX)):
+    for group, members in (("hard", HARD), ("six", HELD_OUT_SIX), ("outside", OUTSIDE)):
+        if not any((m.dataset, m.name) in rows for _, rows in runs for m in members):
+            continue  # a part no run scored
         for item in members:
             cells = [f"{rows[(item.dataset, item.name)]['J&F']:.3f}" if (item.dataset, item.name) in rows else "–"
                      for _, rows in runs]

@@ -38,7 +38,17 @@ HELD_OUT_SIX: tuple[SplitSequence, ...] = tuple(
     SplitSequence("davis2016-train", name, "the old held-out six (continuity)")
     for name in ("soccerball", "stroller", "surf", "swing", "tennis", "train"))
 
-SPLITS: dict[str, tuple[SplitSequence, ...]] = {"hard": HARD, "six": HELD_OUT_SIX, "validation": HARD + HELD_OUT_SIX}
+# Everything else with masks on every frame: the other 14 DAVIS-2016 train sequences and the
+# 3-object dogs-jump. Not a validation split (the video recipes trained on them), but a check that no
+# choice was tuned on, for weights that never saw a video (the static-only recipes).
+OUTSIDE: tuple[SplitSequence, ...] = tuple(
+    SplitSequence("davis2016-train", name, "outside the split: a check for static-only weights")
+    for name in ("bear", "boat", "car-turn", "dance-jump", "dog-agility", "elephant", "hike", "horsejump-low",
+                 "lucia", "mallard-water", "motorbike", "rhino", "rollerblade", "scooter-gray")
+) + (SplitSequence("davis2017-extra", "dogs-jump", "outside the split: 3 objects (2 dogs, a person)"),)
+
+SPLITS: dict[str, tuple[SplitSequence, ...]] = {"hard": HARD, "six": HELD_OUT_SIX, "validation": HARD + HELD_OUT_SIX,
+                                                "outside": OUTSIDE}
 
 
 def excluded_names(split: str, dataset: str) -> list[str]:
