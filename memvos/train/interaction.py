@@ -44,6 +44,7 @@ from memvos.model.interaction import (
     save_interaction_net,
     save_interaction_state,
 )
+from memvos.train.averaging import mean_state
 from memvos.train.config import data_kind, read_yaml_text, snapshot_path
 from memvos.train.data import image_mask_pairs, sample_rng
 from memvos.train.feature_cache import CachedImage, FeatureCache, warp_view
@@ -365,14 +366,14 @@ def average_interaction_weights(inputs: list[str | Path], out: str | Path) -> In
         raise InputError(None, "averaging needs at least two weight files")
     check_output(out, "file", inputs=tuple(inputs))
     config = interaction_config_of(inputs[0])
-    total: dict[str, Tensor] = {}
-    for path in inputs:
-        if not is_interaction_weights(path):
-            raise InputError(path, "not interaction-network weights (no interaction_net config in the file)")
-        state = _initial_weights(path, config)  # refuses another network's weights, naming the file
-        for name, value in state.items():
-            total[name] = total[name] + value if name in total else value.clone()
-    save_interaction_state({name: value / len(inputs) for name, value in total.items()}, config, out)
+
+    def states():
+        for path in inputs:
+            if not is_interaction_weights(path):
+                raise InputError(path, "not interaction-network weights (no interaction_net config in the file)")
+            yield path, _initial_weights(path, config)  # refuses another network's weights, naming the file
+
+    save_interaction_state(mean_state(states()), config, out)
     return config
 
 

@@ -38,6 +38,7 @@ from memvos.errors import InputError
 from memvos.model.factory import build_model, check_device, load_checkpoint, save_checkpoint
 from memvos.model.frozen_key import FrozenKeyConfig
 from memvos.model.memory_read import ReadConfig
+from memvos.train.averaging import mean_state
 from memvos.train.config import TrainConfig, config_to_dict, snapshot_path
 from memvos.train.data import (
     StaticClips,
@@ -452,20 +453,13 @@ def average_weights(inputs: Sequence[str | Path], out: str | Path) -> MemvosConf
     if len(inputs) < 2:
         raise InputError(None, "averaging needs at least two weight files")
     check_output(out, "file", inputs=tuple(inputs))
-    first_state, first_config = read_weights(inputs[0])
-    total = {name: value.float().clone() for name, value in first_state.items()}
-    for path in inputs[1:]:
-        state, _ = read_weights(path)
-        if state.keys() != total.keys() or any(state[k].shape != total[k].shape for k in total):
-            raise InputError(path, f"not the same network as {inputs[0]} (parameter names or shapes differ)")
-        for name, value in state.items():
-            total[name] += value.float()
     try:
-        config = config_from_dict(first_config)
+        config = config_from_dict(read_weights(inputs[0])[1])
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(inputs[0], f"cannot average: {err}") from None
+    mean = mean_state((path, read_weights(path)[0]) for path in inputs)
     model = build_model(config, pretrained=False)
-    model.load_state_dict({name: value / len(inputs) for name, value in total.items()})
+    model.load_state_dict(mean)
     save_checkpoint(model, config, out)
     return config
 
