@@ -13,6 +13,7 @@ averages probabilities; several models (an ensemble) average logits.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ class _Branch:
                  bounds: tuple[int | None, int | None, float] = (None, None, 2.0)) -> None:
         self.model, self.scale, self.flip = model, scale, flip
         self.bounds = bounds  # (max_short_side, min_short_side, max_upscale) of a None scale
-        self.memory = MemoryBank(policy)
+        self.memory = MemoryBank(policy, getattr(model, "coarsen_entry", None))
         # Instance-aware head (issue 7): running O_G / O_{t-1} per object, for models that use them.
         self.instance = ObjectFeatureStats() if getattr(model, "uses_instance_stats", False) else None
         self.segment_options = {} if self.instance is None else {"instance": self.instance}
@@ -176,7 +177,7 @@ class InferenceCore:
         if mask is not None and not self.objects.ids:
             self._fit_small_objects(mask)
         array = frame if frame.flags.writeable and frame.flags.c_contiguous else np.array(frame)
-        rgb = torch.from_numpy(array).to(self.device).permute(2, 0, 1)[None].float() / 255
+        rgb = torch.from_numpy(array).to(self.device).permute(2, 0, 1)[None].mul(1 / 255)  # float32, one pass
         inputs = [[b.to_branch(rgb) for b in group] for group in self.branches]
         queries = [[b.model.encode_query(x) for b, x in zip(group, xs)] for group, xs in zip(self.branches, inputs)]
         probs = self._predict(queries, (h, w))
@@ -216,6 +217,8 @@ class InferenceCore:
                                                 cfg.max_short_side_small, cfg.max_upscale_small)
             if side > base:
                 branch.bounds = (side, side, max(1.0, side / own))  # exactly `side`, down- or upsized
+                # coarse long-term memory would halve what the enlarging gained: full resolution
+                branch.memory.policy = dataclasses.replace(branch.memory.policy, coarse=1)
                 log.info("small objects (the smallest: %d pixels): processing at %dp, not %dp", area, side, base)
 
     def _reidentify(self, queries, rgb: Tensor, probs: Tensor, given: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
@@ -246,9 +249,9 @@ class InferenceCore:
             return out
         per_model = []
         for group, qs in zip(self.branches, queries):
-            p = torch.stack([b.from_branch(b.model.segment(q, b.memory.entries(), ids, **b.segment_options), size)
-                             for b, q in zip(group, qs)]).mean(0)
-            per_model.append(p)
+            p = [b.from_branch(b.model.segment(q, b.memory.entries(), ids, **b.segment_options), size)
+                 for b, q in zip(group, qs)]
+            per_model.append(p[0] if len(p) == 1 else torch.stack(p).mean(0))
         if len(per_model) == 1:
             return per_model[0]
         logits = torch.stack([p.clamp(EPS, 1).log() for p in per_model]).mean(0)

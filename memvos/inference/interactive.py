@@ -471,7 +471,7 @@ class InteractiveSession:
     def _propagate_from(self, t: int, step: int, stop: int):
         """Segment frames t+step .. stop-step in order, yielding after each one."""
         ids = self._state.ids
-        bank = MemoryBank(self.config.memory)
+        bank = MemoryBank(self.config.memory, getattr(self.model, "coarsen_entry", None))
         for f in sorted(self._state.annotations):
             entry = self._state.annotations[f].entry
             if entry is not None:

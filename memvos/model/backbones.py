@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from memvos.errors import InputError
+from memvos.model.fused import Conv2d, Lead
 
 BatchNormPairs = tuple[tuple[str, str], ...]  # (conv, the BatchNorm right after it), dotted submodule names
 
@@ -58,6 +59,9 @@ class Backbone(nn.Module):
 
     def normalize(self, rgb: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> the network's input normalisation."""
+        if self.channels_last:  # inference layout: (x - m) / s as x * (1 / s) - m / s, one pass over the frame
+            scale = 1 / self.input_std
+            return torch.addcmul(-self.input_mean * scale, rgb, scale)
         return (rgb - self.input_mean) / self.input_std
 
     def stem(self, x: Tensor) -> Tensor:
@@ -230,41 +234,35 @@ class ResNet50(Backbone):
 # ----------------------------------------------------------------------------- EfficientNet-Lite
 
 
-class SameConv2d(nn.Conv2d):
+class SameConv2d(Conv2d):
     """Conv2d with TensorFlow 'SAME' padding (the Lite weights were trained in TF).
 
     Output size is ceil(input / stride); when the padding total is odd the extra row/column
-    goes at the bottom/right (done inside the convolution: ``_lead_with_zero_tap``). Stride 1
-    (odd kernels) is symmetric, so plain padding is used.
+    goes at the bottom/right (done inside the convolution: ``lead_with_zero_taps``, which saves
+    a padded copy of the feature map that cost 5% of a frame at 480p). Stride 1 (odd kernels) is
+    symmetric, so plain padding is used.
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> None:
         padding = (kernel - 1) * dilation // 2 if stride == 1 else 0
         super().__init__(cin, cout, kernel, stride, padding, dilation, groups, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, activation: str | None = None, add: Tensor | None = None,
+                norm: nn.Module | None = None) -> Tensor:
+        if self.stride[0] != 1 and any(_same_total(size, k, s, d) % 2 and d > 1 for size, k, s, d in
+                                       zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation, strict=True)):
+            x = F.pad(x, _same_pads(x, self))  # dilated and odd: pad the input (no such layer in the Lite models)
+            return self.run(x, (False, False), (0, 0), activation, add, norm)
+        return super().forward(x, activation, add, norm)
+
+    def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...]]:
+        """SAME padding as (leading zero taps, symmetric padding) for input ``x``."""
         if self.stride[0] == 1:
-            return super().forward(x)
-        weight, padding = self.weight, []
-        for dim, (size, k, s, d) in enumerate(zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation,
-                                                    strict=True)):
-            total = _same_total(size, k, s, d)
-            if total % 2 and d == 1:  # one more row/column after than before: see _lead_with_zero_tap
-                weight = _lead_with_zero_tap(weight, dim)
-            elif total % 2:  # dilated: pad the input (no such layer in the Lite models)
-                return super().forward(F.pad(x, _same_pads(x, self)))
-            padding.append(total - total // 2)
-        return F.conv2d(x, weight, self.bias, self.stride, tuple(padding), self.dilation, self.groups)
-
-
-def _lead_with_zero_tap(weight: Tensor, dim: int) -> Tensor:
-    """The kernel with a zero tap before its first one along ``dim`` (0: rows, 1: columns).
-
-    TF's SAME padding of a stride-2 convolution is often one row or column short at the start
-    (e.g. 0 before, 1 after). Padding both sides by the larger amount and reading with this
-    kernel gives the same output without copying the input into a padded tensor (a copy of
-    the feature map that cost 5% of a frame at 480p)."""
-    return F.pad(weight, [1, 0, 0, 0] if dim == 1 else [0, 0, 1, 0])
+            return super().padding_for(x)
+        totals = [_same_total(size, k, s, d) for size, k, s, d in
+                  zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation, strict=True)]
+        lead = (totals[0] % 2 == 1, totals[1] % 2 == 1)
+        return lead, tuple(t - t // 2 for t in totals)
 
 
 def _same_pads(x: Tensor, conv: nn.Conv2d) -> list[int]:
@@ -309,10 +307,9 @@ class MBConv(nn.Module):
         return ((("_expand_conv", "_bn0"),) if self.has_expand else ()) + pairs
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.has_expand else x  # (B, mid, h, w)
-        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)  # (B, mid, h/s, w/s)
-        y = self._bn2(self._project_conv(y))  # (B, cout, h/s, w/s)
-        return y + x if self.residual else y
+        y = self._expand_conv(x, "relu6", norm=self._bn0) if self.has_expand else x  # (B, mid, h, w)
+        y = self._depthwise_conv(y, "relu6", norm=self._bn1)  # (B, mid, h/s, w/s)
+        return self._project_conv(y, add=x if self.residual else None, norm=self._bn2)  # (B, cout, h/s, w/s)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ the last one (``local_kernel``), added to or replacing the decoder's last conv
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 
 from memvos.model.backbones import build_backbone
 from memvos.model.base import MemoryEntry
+from memvos.model.fused import Conv2d
 from memvos.model.instance_head import (
     ASPP,
     KERNEL_MODES,
@@ -100,9 +102,9 @@ class ValueEncoder(nn.Module):
     def __init__(self, in_dim: int, value_dim: int, width: int = 128, scribbles: bool = False) -> None:
         super().__init__()
         self.scribbles = scribbles
-        self.conv_in = nn.Conv2d(in_dim + 2 + (STROKE_CHANNELS if scribbles else 0), width, 3, padding=1)
+        self.conv_in = Conv2d(in_dim + 2 + (STROKE_CHANNELS if scribbles else 0), width, 3, padding=1)
         self.res = ResBlock(width)
-        self.out = nn.Conv2d(width, value_dim, 3, padding=1)
+        self.out = Conv2d(width, value_dim, 3, padding=1)
 
     def forward(self, features: Tensor, masks: Tensor, strokes: Tensor | None = None) -> Tensor:
         """features (B, C, h, w), masks (B, K, h, w), strokes (B, K, 2, h, w) or None
@@ -137,12 +139,12 @@ class MaskDecoder(nn.Module):
         super().__init__()
         self.residual = residual
         self.kernel_mode = kernel_mode
-        self.query_proj = nn.Conv2d(query_dim, dim, 1)
-        self.conv_in = nn.Conv2d(read_dim + 1 + dim, dim, 3, padding=1)
+        self.query_proj = Conv2d(query_dim, dim, 1)
+        self.conv_in = Conv2d(read_dim + 1 + dim, dim, 3, padding=1)
         self.res_in = ResBlock(dim)
-        self.reduce = nn.Conv2d(dim, dim // 2, 1)  # stride 4 is 4x the cells: half the width
+        self.reduce = Conv2d(dim, dim // 2, 1)  # stride 4 is 4x the cells: half the width
         self.refine4 = Refine(skip4_dim, dim // 2)
-        self.predict = nn.Conv2d(dim // 2, 1, 3, padding=1)
+        self.predict = Conv2d(dim // 2, 1, 3, padding=1)
         if residual:
             nn.init.zeros_(self.predict.weight)
             nn.init.zeros_(self.predict.bias)
@@ -167,8 +169,8 @@ class MaskDecoder(nn.Module):
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0].unflatten(0, (b, k))
         if self.residual:
             prior = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-            prior = prior.clamp(self.PRIOR_CLAMP, 1 - self.PRIOR_CLAMP)
-            logits = logits + self.prior_scale * torch.log(prior / (1 - prior))
+            # logits + scale * log(p / (1 - p)), p clamped: two passes over the frame instead of six
+            logits = torch.addcmul(logits, self.prior_scale, torch.logit(prior, eps=self.PRIOR_CLAMP))
         return logits
 
     def last_conv(self, features: Tensor, objects: Tensor | None) -> Tensor:
@@ -202,7 +204,7 @@ class FrozenKeySTM(nn.Module):
         self.decoder = MaskDecoder(1 + cfg.value_dim, ck + c8, c4, cfg.decoder_dim, cfg.residual,
                                    kernel_dim=kernel_dim, kernel_mode=cfg.kernel_mode)
         self.aspp = ASPP(cfg.value_dim) if cfg.aspp else None
-        self.key_proj = nn.Conv2d(ck + c8, ck, 1) if cfg.key_projection else None
+        self.key_proj = Conv2d(ck + c8, ck, 1) if cfg.key_projection else None
         if self.key_proj is not None:
             nn.init.zeros_(self.key_proj.weight)
             nn.init.zeros_(self.key_proj.bias)
@@ -263,7 +265,7 @@ class FrozenKeySTM(nn.Module):
         return values.float()
 
     def object_logits(self, query: _Query, keys: Tensor, values: Tensor, objects: Tensor | None = None) -> Tensor:
-        """keys (B, Ck, T, h, w), values (B, K, Cr, T, h, w), objects (B, K, Co) (the dynamic
+        """keys (B, Ck, T, h, w) or (B, Ck, N), values (B, K, Cr, T, h, w) or (B, K, Cr, N), objects (B, K, Co) (the dynamic
         kernels' input, see ``kernel_input``; None without them) -> object logits (B, K, H, W)."""
         k, cr = values.shape[1:3]
         read = self.read(keys, values.flatten(1, 2), query.key).unflatten(1, (k, cr))  # (B, K, Cr, h, w)
@@ -348,14 +350,23 @@ class FrozenKeySTM(nn.Module):
         objects = self.value_object_features(values)[0] if self.uses_instance_stats else None  # (K, Cv)
         return MemoryEntry(key=query.key, value=values[0], object_ids=object_ids, object_features=objects)
 
+    def coarsen_entry(self, entry: MemoryEntry, factor: int) -> MemoryEntry:
+        """``entry`` at 1/factor resolution, for old long-term memory (``MemoryPolicy.coarse``): keys
+        area-averaged and made unit length again (they are cosine keys), values and their mask
+        channel area-averaged. One cell then stands for factor^2 cells of the frame."""
+        key = F.normalize(F.avg_pool2d(entry.key, factor, ceil_mode=True), dim=1)
+        value = F.avg_pool2d(entry.value, factor, ceil_mode=True)
+        return dataclasses.replace(entry, key=key, value=value)
+
     def segment(self, query: _Query, memory: list[MemoryEntry], object_ids: tuple[int, ...],
                 instance: ObjectFeatureStats | None = None) -> Tensor:
         """(K+1, H, W) probabilities for ``object_ids``; entries that do not know an object hold no mass for it.
 
         ``instance``: the engine's running O_G / O_{t-1} per object (dynamic kernels only; without
         it they are computed from ``memory``'s entries, an object none of them knows gets zeros)."""
-        keys = torch.stack([m.key for m in memory], dim=2)  # (1, Ck, T, h, w)
-        values = torch.stack([_select(m, object_ids) for m in memory], dim=2)[None]  # (1, K, Cr, T, h, w)
+        # entries flattened to cells: coarse long-term entries (coarsen_entry) have fewer of them
+        keys = torch.cat([m.key.flatten(2) for m in memory], dim=2)  # (1, Ck, N)
+        values = torch.cat([_select(m, object_ids).flatten(2) for m in memory], dim=2)[None]  # (1, K, Cr, N)
         objects = None
         if self.uses_instance_stats:
             stats = instance if instance is not None else stats_from_entries(memory)

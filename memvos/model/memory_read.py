@@ -78,7 +78,8 @@ class MemoryRead(nn.Module):
         return self.config.chunk
 
     def forward(self, mem_key: Tensor, mem_val: Tensor, query_key: Tensor) -> Tensor:
-        """mem_key (B, Ck, T, Hm, Wm), mem_val (B, Cv, T, Hm, Wm), query_key (B, Ck, H, W) -> (B, Cv, H, W)."""
+        """mem_key (B, Ck, T, Hm, Wm), mem_val (B, Cv, T, Hm, Wm), query_key (B, Ck, H, W) -> (B, Cv, H, W).
+        The memory may also come as cells, mem_key (B, Ck, N) and mem_val (B, Cv, N)."""
         b, ck, h, w = query_key.shape
         cfg = self.config
         chunk = self._chunk

@@ -6,14 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memvos.model.fused import Conv2d
+
 
 class KeyValue(nn.Module):
     """3x3 convolutions from stride-16 features to a key map and a value map."""
 
     def __init__(self, in_dim: int, key_dim: int, value_dim: int) -> None:
         super().__init__()
-        self.key = nn.Conv2d(in_dim, key_dim, 3, padding=1)
-        self.value = nn.Conv2d(in_dim, value_dim, 3, padding=1)
+        self.key = Conv2d(in_dim, key_dim, 3, padding=1)
+        self.value = Conv2d(in_dim, value_dim, 3, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.key(x), self.value(x)
@@ -25,14 +27,13 @@ class ResBlock(nn.Module):
     def __init__(self, in_dim: int, out_dim: int | None = None) -> None:
         super().__init__()
         out_dim = out_dim or in_dim
-        self.conv1 = nn.Conv2d(in_dim, out_dim, 3, padding=1)
-        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1)
-        self.shortcut = nn.Conv2d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+        self.conv1 = Conv2d(in_dim, out_dim, 3, padding=1)
+        self.conv2 = Conv2d(out_dim, out_dim, 3, padding=1)
+        self.shortcut = Conv2d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        r = self.conv1(F.relu(x))
-        r = self.conv2(F.relu(r))
-        return self.shortcut(x) + r
+        r = self.conv1(F.relu(x), "relu")  # the ReLU before conv2, applied by conv1
+        return self.conv2(r, add=self.shortcut(x))
 
 
 class Refine(nn.Module):
@@ -40,7 +41,7 @@ class Refine(nn.Module):
 
     def __init__(self, skip_dim: int, dim: int) -> None:
         super().__init__()
-        self.conv_skip = nn.Conv2d(skip_dim, dim, 3, padding=1)
+        self.conv_skip = Conv2d(skip_dim, dim, 3, padding=1)
         self.res_skip = ResBlock(dim)
         self.res_out = ResBlock(dim)
 
@@ -55,11 +56,11 @@ class Decoder(nn.Module):
 
     def __init__(self, in_dim: int, skip8_dim: int, skip4_dim: int, dim: int = 128) -> None:
         super().__init__()
-        self.conv_in = nn.Conv2d(in_dim, dim, 3, padding=1)
+        self.conv_in = Conv2d(in_dim, dim, 3, padding=1)
         self.res_in = ResBlock(dim)
         self.refine8 = Refine(skip8_dim, dim)
         self.refine4 = Refine(skip4_dim, dim)
-        self.predict = nn.Conv2d(dim, 2, 3, padding=1)
+        self.predict = Conv2d(dim, 2, 3, padding=1)
 
     def forward(self, x16: Tensor, f8: Tensor, f4: Tensor, size: tuple[int, int]) -> Tensor:
         """x16 (B, in, h16, w16), f8, f4 skips -> logits (B, 2, H, W) (background, object)."""
@@ -78,8 +79,8 @@ def soft_aggregate(object_probs: Tensor, eps: float = 1e-7) -> Tensor:
     clamped probability, and a softmax over channels merges them.
     """
     background = torch.prod(1 - object_probs, dim=0, keepdim=True)
-    p = torch.cat([background, object_probs]).clamp(eps, 1 - eps)
-    return torch.softmax(torch.log(p / (1 - p)), dim=0)
+    p = torch.cat([background, object_probs])
+    return torch.softmax(torch.logit(p, eps=eps), dim=0)  # logit clamps p to [eps, 1 - eps]
 
 
 def first_frame_targets(labels: Tensor, num_objects: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from memvos.model.fused import prepare_convolutions
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -47,4 +49,5 @@ def set_precision(model: nn.Module, precision: str, device: str | torch.device =
             module.set_compute_dtype(dtype)
         elif hasattr(module, "compute_dtype"):
             module.compute_dtype = dtype
+    prepare_convolutions(model, dtype)  # after the BatchNorms are folded in (set_compute_dtype)
     return dtype

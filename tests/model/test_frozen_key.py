@@ -191,3 +191,59 @@ def test_training_from_features_equals_training_from_frames(model):
                               features=tuple(x.unflatten(0, (1, 3)) for x in (f4, f8, fk)))
         from_frames = model(frames, labels, torch.tensor([1]))
     torch.testing.assert_close(from_features, from_frames)
+
+
+def test_a_coarse_entry_averages_cells_and_keeps_unit_keys(model):
+    model.eval()
+    query = model.encode_query(torch.rand(1, 3, 64, 96))
+    probs = torch.zeros(1, 1, 64, 96)
+    probs[0, 0, :16, :8] = 1  # an object in the top-left corner
+    entry = model.memorize(torch.rand(1, 3, 64, 96), query, torch.cat([1 - probs[0], probs[0]]), (1,))
+    coarse = model.coarsen_entry(entry, 2)
+    h, w = entry.key.shape[-2:]
+    assert coarse.key.shape[-2:] == ((h + 1) // 2, (w + 1) // 2) and coarse.object_ids == entry.object_ids
+    assert torch.allclose(coarse.key.norm(dim=1), torch.ones(1, *coarse.key.shape[-2:]), atol=1e-5)
+    assert torch.allclose(coarse.value[:, :, 0, 0], entry.value[:, :, :2, :2].mean((-2, -1)), atol=1e-6)
+    assert torch.allclose(coarse.value[:, 0].mean(), entry.value[:, 0].mean(), atol=1e-6)  # the mask's mass is kept
+
+
+def test_segment_reads_entries_of_different_sizes(model):
+    model.eval()
+    frames = [torch.rand(1, 3, 64, 96) for _ in range(3)]
+    queries = [model.encode_query(f) for f in frames]
+    probs = torch.zeros(2, 64, 96)
+    probs[1, 16:48, 32:64] = 1
+    probs[0] = 1 - probs[1]
+    entries = [model.memorize(f, q, probs, (1,)) for f, q in zip(frames, queries, strict=True)]
+    with torch.no_grad():
+        full = model.segment(queries[2], entries, (1,))
+        mixed = model.segment(queries[2], [entries[0], model.coarsen_entry(entries[1], 2), entries[2]], (1,))
+        stacked = soft_aggregate_of_stacked(model, queries[2], entries)
+    assert mixed.shape == full.shape == (2, 64, 96)
+    assert torch.allclose(mixed.sum(0), torch.ones(64, 96), atol=1e-5)
+    assert torch.equal(full, stacked)  # cells in frame order: the same read as stacking the frames
+
+
+def soft_aggregate_of_stacked(model, query, entries):
+    """The read as it was before entries could differ in size: frames stacked along T."""
+    from memvos.model.modules import soft_aggregate
+
+    keys = torch.stack([e.key for e in entries], dim=2)
+    values = torch.stack([e.value for e in entries], dim=2)[None]
+    return soft_aggregate(torch.sigmoid(model.object_logits(query, keys, values)[0]))
+
+
+def test_the_engine_keeps_old_long_term_frames_coarse(model):
+    from memvos.inference.memory import MemoryPolicy
+
+    model.eval()
+    core = InferenceCore(model, InferenceConfig(memory=MemoryPolicy(every=2, recent=1, coarse=2, fine=1)))
+    rng = np.random.default_rng(0)
+    first = np.zeros((64, 96), np.uint8)
+    first[16:48, 32:64] = 1
+    for t in range(8):
+        core.step(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), first if t == 0 else None)
+    memory = core.branches[0][0].memory
+    sizes = {i: tuple(e.key.shape[-2:]) for i, e in zip(memory.frame_indices, memory.entries(), strict=True)}
+    h, w = sizes[0]  # annotated: full resolution, as the newest long-term frame (6) and the previous one (7)
+    assert sizes == {0: (h, w), 2: (h // 2, w // 2), 4: (h // 2, w // 2), 6: (h, w), 7: (h, w)}
