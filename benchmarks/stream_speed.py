@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/stream_speed.py fps [--config NAME | --checkpoint FILE] [--frames 120] [--height 480]
-        [--scales 240] [--memory-frames 10] [--precision auto|float32|bfloat16]
+        [--scales 240] [--memory-frames 10] [--coarse-memory 1] [--precision auto|float32|bfloat16]
     python benchmarks/stream_speed.py ram --frames 1000 [--height 120]   # run again with --frames 10000
 
 The stream is generated on the fly (one frame in memory at a time): a textured shape moving
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1, help="objects tracked (the shape cut into slices)")
     parser.add_argument("--scales", help="processing short side(s), e.g. 240 (default: the config's)")
     parser.add_argument("--memory-frames", type=int, help="memory cap (default: the config's)")
+    parser.add_argument("--coarse-memory", type=int, help="memory.coarse: 1 keeps every memory frame at full "
+                        "resolution (default: the config's)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="default: the config's (auto)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,9 +84,9 @@ def main() -> None:
     inference = config.inference
     if args.scales:
         inference = dataclasses.replace(inference, scales=parse_scales(args.scales))
-    if args.memory_frames:
-        inference = dataclasses.replace(inference, memory=dataclasses.replace(inference.memory,
-                                                                              max_frames=args.memory_frames))
+    memory_changes = {k: v for k, v in (("max_frames", args.memory_frames), ("coarse", args.coarse_memory)) if v}
+    if memory_changes:
+        inference = dataclasses.replace(inference, memory=dataclasses.replace(inference.memory, **memory_changes))
     core = InferenceCore(models, inference)
     times, rss, full = [], [], []
     for frame, mask in stream(args.frames, height, objects=args.objects):
@@ -99,7 +101,7 @@ def main() -> None:
     print(f"RESULT {args.what} config={config.name} frames={args.frames} size={frame.shape[1]}x{frame.shape[0]} "
           f"fps={len(steady) / sum(steady):.2f} s/frame={np.mean(steady):.3f} "
           f"fps_full={len(at_cap) / sum(at_cap) if at_cap else float('nan'):.2f} frames_full={len(at_cap)} "
-          f"objects={args.objects} device={inference.device} scales={inference.scales} memory_frames={inference.memory.max_frames} precision={inference.precision} "
+          f"objects={args.objects} device={inference.device} scales={inference.scales} memory_frames={inference.memory.max_frames} memory_coarse={inference.memory.coarse} precision={inference.precision} "
           f"peak_rss_mb={peak:.0f} "
           f"rss_at_10%={rss[len(rss) // 10]:.0f} rss_at_end={rss[-1]:.0f} threads={torch.get_num_threads()}")
 

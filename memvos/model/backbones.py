@@ -255,7 +255,7 @@ class SameConv2d(Conv2d):
             return self.run(x, (False, False), (0, 0), activation, add, norm)
         return super().forward(x, activation, add, norm)
 
-    def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...]]:
+    def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...] | str]:
         """SAME padding as (leading zero taps, symmetric padding) for input ``x``."""
         if self.stride[0] == 1:
             return super().padding_for(x)

@@ -64,14 +64,14 @@ class Conv2d(nn.Conv2d):
         lead, padding = self.padding_for(x)
         return self.run(x, lead, padding, activation, add, norm)
 
-    def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...]]:
+    def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...] | str]:
         """(leading zero taps, symmetric padding) for input ``x``: the conv's own padding here."""
-        return (False, False), tuple(self.padding)  # type: ignore[arg-type]
+        return (False, False), self.padding  # type: ignore[return-value]
 
-    def run(self, x: Tensor, lead: Lead, padding: tuple[int, ...], activation: str | None = None,
+    def run(self, x: Tensor, lead: Lead, padding: tuple[int, ...] | str, activation: str | None = None,
             add: Tensor | None = None, norm: nn.Module | None = None) -> Tensor:
         """The call with the kernel led by zero taps ``lead`` and ``padding`` on both sides."""
-        if self._fusable(x, norm):
+        if not isinstance(padding, str) and self._fusable(x, norm):  # oneDNN takes numbers, not 'same'
             return self._fused(x, lead, padding, activation, add)
         y = F.conv2d(x, lead_with_zero_taps(self.weight, lead), self.bias, self.stride, padding, self.dilation,
                      self.groups)

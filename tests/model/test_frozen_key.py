@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -205,6 +207,8 @@ def test_a_coarse_entry_averages_cells_and_keeps_unit_keys(model):
     assert torch.allclose(coarse.key.norm(dim=1), torch.ones(1, *coarse.key.shape[-2:]), atol=1e-5)
     assert torch.allclose(coarse.value[:, :, 0, 0], entry.value[:, :, :2, :2].mean((-2, -1)), atol=1e-6)
     assert torch.allclose(coarse.value[:, 0].mean(), entry.value[:, 0].mean(), atol=1e-6)  # the mask's mass is kept
+    odd = model.coarsen_entry(dataclasses.replace(entry, key=entry.key[..., :3, :5], value=torch.ones(1, 9, 3, 5)), 2)
+    assert odd.key.shape[-2:] == (2, 3) and torch.equal(odd.value, torch.ones(1, 9, 2, 3))  # edge cells: their own mean
 
 
 def test_segment_reads_entries_of_different_sizes(model):

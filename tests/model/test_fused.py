@@ -77,6 +77,16 @@ def test_writing_the_weights_after_preparing_is_seen():
 
 
 @needs_onednn
+def test_padding_given_as_a_word_takes_the_plain_path():
+    torch.manual_seed(0)
+    conv = Conv2d(3, 4, 3, padding="same")
+    x = torch.randn(1, 3, 7, 9)
+    prepare_convolutions(conv, torch.float32)
+    with torch.no_grad():
+        assert torch.equal(conv(x, "relu"), F.relu(F.conv2d(x, conv.weight, conv.bias, padding="same")))
+
+
+@needs_onednn
 def test_gradients_take_the_plain_path():
     conv = Conv2d(3, 5, 3, padding=1)
     prepare_convolutions(conv, torch.float32)
