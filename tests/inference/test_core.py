@@ -169,3 +169,19 @@ def test_the_shipped_model_on_cuda_matches_the_cpu(late_clip):
         for obj in (1, 2):
             if (cpu == obj).any():
                 assert jaccard(gpu == obj, cpu == obj) > 0.95
+
+
+def test_a_uint8_frame_reaches_each_branch_as_floats_of_its_size(model):
+    from memvos.inference.core import _Branch
+
+    frame = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    as_float = frame.permute(2, 0, 1)[None].float() / 255
+    shrink = _Branch(model, 48, False, POLICY)  # resized as uint8: within one grey level of the float resize
+    enlarge = _Branch(model, 192, True, POLICY)  # resized from floats, then mirrored
+    same = _Branch(model, 96, False, POLICY)
+    for branch in (shrink, enlarge, same):
+        x = branch.to_branch(frame.permute(2, 0, 1)[None])
+        expected = branch.to_branch(as_float)
+        assert x.dtype == torch.float32 and x.shape == expected.shape and 0 <= x.min() and x.max() <= 1
+        assert (x - expected).abs().max() <= (1.01 / 255 if branch is shrink else 1e-6)
+    assert shrink.to_branch(as_float).shape[-2:] == (48, 80)
