@@ -7,8 +7,8 @@ or before ``prepare_convolutions``, that is the plain sequence of PyTorch ops. A
 oneDNN's fused convolution (``torch.ops.mkldnn._convolution_pointwise``) on channels-last
 tensors with the weights cast once to the compute dtype: the activation and the sum are applied
 while the output is still in cache, and no per-call weight cast or layout reorder is left
-(measured at 480p on the 2-core CPUs here: the Lite0 encoder 43 -> 29 ms, the mask decoder
-20 -> 9 ms; docs/results.md).
+(on the 2-core CPUs here, conv + ReLU6 at 480p in bfloat16 takes 0.5-0.8 of the two ops' time; in
+the engine's loop the mask decoder went from 19-22 to 15-16 ms a frame; docs/results.md).
 
 The fused path is taken only where the plain ops would compute at the prepared dtype (input of
 that dtype, or autocast to it), with no gradient wanted, on CPU, and with the norm already folded
@@ -125,10 +125,21 @@ class Conv2d(nn.Conv2d):
         return _PLAIN_ACTIVATIONS[activation](y) if activation and not fused_after else y
 
 
+def onednn_fusion_available() -> bool:
+    """Whether this PyTorch build has oneDNN and its fused convolution op (an internal op of
+    PyTorch's compiler, present in the pinned 2.13 CPU build)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return torch.ops.mkldnn._convolution_pointwise is not None
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def prepare_convolutions(model: nn.Module, dtype: torch.dtype | None) -> int:
     """Prepare every ``Conv2d`` of ``model`` for fused inference at ``dtype`` (None: undo), where
-    oneDNN is there; returns how many were prepared."""
-    if dtype is not None and not torch.backends.mkldnn.is_available():
+    oneDNN can fuse; returns how many were prepared."""
+    if dtype is not None and not onednn_fusion_available():
         return 0
     convs = [m for m in model.modules() if isinstance(m, Conv2d)]
     for conv in convs:

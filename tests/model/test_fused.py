@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from memvos.model.backbones import SameConv2d, build_backbone
 from memvos.model.frozen_key import FrozenKeyConfig, FrozenKeySTM
-from memvos.model.fused import Conv2d, lead_with_zero_taps, prepare_convolutions
+from memvos.model.fused import Conv2d, lead_with_zero_taps, onednn_fusion_available, prepare_convolutions
 from memvos.model.precision import set_precision
 
-needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN not in this build")
+needs_onednn = pytest.mark.skipif(not onednn_fusion_available(), reason="no oneDNN fused convolution in this build")
 
 
 def plain(conv: torch.nn.Conv2d, x, activation=None, add=None, padding=None):
