@@ -93,8 +93,7 @@ class Conv2d(nn.Conv2d):
             return False
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return False
-        autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == prepared.dtype
-        return autocast or x.dtype == prepared.dtype
+        return _cpu_autocast_dtype() == prepared.dtype or x.dtype == prepared.dtype
 
     def _weights(self, lead: Lead) -> tuple[Tensor, Tensor | None]:
         """The prepared (weight, bias) for ``lead``, made again if the parameters were written."""
@@ -123,6 +122,15 @@ class Conv2d(nn.Conv2d):
         y = torch.ops.mkldnn._convolution_pointwise.binary(
             x, add, weight, bias, *geometry, "add", None, attr if fused_after else None, scalars, None)
         return _PLAIN_ACTIVATIONS[activation](y) if activation and not fused_after else y
+
+
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype CPU autocast casts to, None when it is off."""
+    try:
+        on, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except TypeError:  # PyTorch before 2.4 (pyproject allows 2.1 on)
+        on, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return dtype if on else None
 
 
 def onednn_fusion_available() -> bool:
