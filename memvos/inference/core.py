@@ -123,10 +123,10 @@ class _Branch:
         squeeze = image.dim() == 3
         x = image[None] if squeeze else image
         size = self.size_for(*x.shape[-2:])
-        shrinks = size[0] < x.shape[-2] and size[1] < x.shape[-1]
-        if x.dtype == torch.uint8 and not (shrinks and x.device.type == "cpu"):
-            x = x.mul(1 / 255)
         if size != tuple(x.shape[-2:]):
+            shrinks = size[0] < x.shape[-2] and size[1] < x.shape[-1]
+            if x.dtype == torch.uint8 and not (shrinks and x.device.type == "cpu"):
+                x = x.mul(1 / 255)  # enlarged (or off the CPU): resized as floats
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         if x.dtype == torch.uint8:
             x = x.mul(1 / 255)

@@ -249,14 +249,13 @@ class SameConv2d(Conv2d):
 
     def forward(self, x: Tensor, activation: str | None = None, add: Tensor | None = None,
                 norm: nn.Module | None = None) -> Tensor:
-        if self.stride[0] != 1 and any(_same_total(size, k, s, d) % 2 and d > 1 for size, k, s, d in
-                                       zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation, strict=True)):
-            x = F.pad(x, _same_pads(x, self))  # dilated and odd: pad the input (no such layer in the Lite models)
+        if self.stride[0] != 1 and self.dilation != (1, 1):  # no leading taps for a dilated kernel: pad the
+            x = F.pad(x, _same_pads(x, self))  # input (no such layer in the Lite models)
             return self.run(x, (False, False), (0, 0), activation, add, norm)
         return super().forward(x, activation, add, norm)
 
     def padding_for(self, x: Tensor) -> tuple[Lead, tuple[int, ...] | str]:
-        """SAME padding as (leading zero taps, symmetric padding) for input ``x``."""
+        """SAME padding as (leading zero taps, symmetric padding) for input ``x`` (undilated)."""
         if self.stride[0] == 1:
             return super().padding_for(x)
         totals = [_same_total(size, k, s, d) for size, k, s, d in

@@ -21,6 +21,7 @@ import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -453,11 +454,12 @@ def average_weights(inputs: Sequence[str | Path], out: str | Path) -> MemvosConf
     if len(inputs) < 2:
         raise InputError(None, "averaging needs at least two weight files")
     check_output(out, "file", inputs=tuple(inputs))
+    first_state, first_config = read_weights(inputs[0])
     try:
-        config = config_from_dict(read_weights(inputs[0])[1])
+        config = config_from_dict(first_config)
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(inputs[0], f"cannot average: {err}") from None
-    mean = mean_state((path, read_weights(path)[0]) for path in inputs)
+    mean = mean_state(chain([(inputs[0], first_state)], ((path, read_weights(path)[0]) for path in inputs[1:])))
     model = build_model(config, pretrained=False)
     model.load_state_dict(mean)
     save_checkpoint(model, config, out)
